@@ -1,0 +1,500 @@
+package artifact
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/modelreg/modelreg/internal/names"
+)
+
+// S3Config configures the S3 backend. Endpoint and PathStyle are for S3-compatible servers (MinIO,
+// versitygw, Ceph); leave them empty for AWS. When AccessKeyID is empty the SDK's default credential
+// chain applies (environment, shared config, instance role).
+type S3Config struct {
+	Bucket          string
+	Prefix          string // key prefix under which blobs/ and manifests/ live; may be empty
+	Endpoint        string // e.g. http://127.0.0.1:9000
+	Region          string // default us-east-1
+	AccessKeyID     string
+	SecretAccessKey string
+	PathStyle       bool
+	PartSize        int64 // multipart part size in bytes; 0 = SDK default (5 MiB), minimum 5 MiB
+	Concurrency     int   // parts uploaded in parallel; 0 = SDK default (5)
+}
+
+// String describes c for logs with the secret access key redacted.
+func (c S3Config) String() string {
+	secret := ""
+	if c.SecretAccessKey != "" {
+		secret = "REDACTED"
+	}
+	return fmt.Sprintf("{Bucket:%s Prefix:%s Endpoint:%s Region:%s AccessKeyID:%s SecretAccessKey:%s PathStyle:%t PartSize:%d Concurrency:%d}",
+		c.Bucket, c.Prefix, c.Endpoint, c.Region, c.AccessKeyID, secret, c.PathStyle, c.PartSize, c.Concurrency)
+}
+
+// GoString keeps %#v from printing the secret access key either.
+func (c S3Config) GoString() string { return "artifact.S3Config" + c.String() }
+
+// DefaultS3Region is used when no region is configured; S3-compatible servers generally accept it.
+const DefaultS3Region = "us-east-1"
+
+// FromEnv returns c with every field whose environment variable is set (non-empty) taken from it:
+// MODELREG_S3_BUCKET, MODELREG_S3_PREFIX, MODELREG_S3_ENDPOINT, MODELREG_S3_REGION,
+// MODELREG_S3_ACCESS_KEY_ID, MODELREG_S3_SECRET_ACCESS_KEY, MODELREG_S3_PATH_STYLE (true/false).
+// A region that neither c nor the environment sets becomes us-east-1. Typical use:
+// artifact.S3Config{}.FromEnv().
+func (c S3Config) FromEnv() (S3Config, error) { return c.FromEnvPrefix("MODELREG_S3_") }
+
+// FromEnvPrefix is FromEnv with another variable prefix (MODELREG_SOURCE_S3_ for registration sources).
+func (c S3Config) FromEnvPrefix(prefix string) (S3Config, error) {
+	set := func(dst *string, name string) {
+		if v := os.Getenv(prefix + name); v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Bucket, "BUCKET")
+	set(&c.Prefix, "PREFIX")
+	set(&c.Endpoint, "ENDPOINT")
+	set(&c.Region, "REGION")
+	set(&c.AccessKeyID, "ACCESS_KEY_ID")
+	set(&c.SecretAccessKey, "SECRET_ACCESS_KEY")
+	if v := os.Getenv(prefix + "PATH_STYLE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("%sPATH_STYLE=%q: want true or false", prefix, v)
+		}
+		c.PathStyle = b
+	}
+	if c.Region == "" {
+		c.Region = DefaultS3Region
+	}
+	return c, nil
+}
+
+// S3 is the S3 (or S3-compatible) backend. Key layout below the prefix is the same as Dir's:
+// blobs/sha256/<first2>/<hex>, manifests/<model>/v<N>/manifest.json and …/archived.
+type S3 struct {
+	client   *s3.Client
+	uploader *manager.Uploader
+	bucket   string
+	prefix   string // without leading or trailing slash
+	cfg      S3Config
+}
+
+var _ Store = (*S3)(nil)
+
+// maxManifestBytes bounds what GetManifest reads into memory; a manifest of 100k files is ~15 MB.
+const maxManifestBytes = 64 << 20
+
+// NewS3 builds the S3 backend. It does not contact the server; call EnsureBucket to create the bucket.
+func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
+	if cfg.Bucket == "" {
+		return nil, fmt.Errorf("S3 artifact store: bucket is not set (MODELREG_S3_BUCKET)")
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultS3Region
+	}
+	if (cfg.AccessKeyID == "") != (cfg.SecretAccessKey == "") {
+		return nil, fmt.Errorf("S3 artifact store: set both the access key ID and the secret access key, or neither to use the default credential chain")
+	}
+	if cfg.PartSize != 0 && cfg.PartSize < manager.MinUploadPartSize {
+		return nil, fmt.Errorf("S3 artifact store: part size %d is below the S3 minimum of %d bytes", cfg.PartSize, manager.MinUploadPartSize)
+	}
+	if cfg.Concurrency < 0 {
+		return nil, fmt.Errorf("S3 artifact store: concurrency %d is negative", cfg.Concurrency)
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		if _, err := names.CleanArtifactPath(prefix); err != nil {
+			return nil, fmt.Errorf("S3 artifact store: prefix: %w", err)
+		}
+	}
+	client, err := NewS3Client(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("S3 artifact store: %w", err)
+	}
+	s := &S3{bucket: cfg.Bucket, prefix: prefix, cfg: cfg}
+	s.setClient(client)
+	return s, nil
+}
+
+// NewS3Client builds an S3 client from cfg's endpoint, region, path style and credentials (the bucket
+// and prefix are not used); the worker reads s3:// registration sources with it.
+func NewS3Client(ctx context.Context, cfg S3Config) (*s3.Client, error) {
+	if cfg.Region == "" {
+		cfg.Region = DefaultS3Region
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	if cfg.AccessKeyID != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle
+	}), nil
+}
+
+// setClient installs c and an uploader built on it (tests swap in an instrumented client).
+func (s *S3) setClient(c *s3.Client) {
+	s.client = c
+	s.uploader = manager.NewUploader(c, func(u *manager.Uploader) {
+		if s.cfg.PartSize > 0 {
+			u.PartSize = s.cfg.PartSize
+		}
+		if s.cfg.Concurrency > 0 {
+			u.Concurrency = s.cfg.Concurrency
+		}
+	})
+}
+
+// Client is the underlying S3 client (for importing from other buckets with the same credentials).
+func (s *S3) Client() *s3.Client { return s.client }
+
+// Bucket is the configured bucket.
+func (s *S3) Bucket() string { return s.bucket }
+
+// EnsureBucket creates the bucket if it does not exist.
+func (s *S3) EnsureBucket(ctx context.Context) error {
+	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket})
+	if err == nil {
+		return nil
+	}
+	if !isNotFound(err) {
+		return fmt.Errorf("check bucket %s: %w", s.bucket, err)
+	}
+	in := &s3.CreateBucketInput{Bucket: &s.bucket}
+	if s.cfg.Region != DefaultS3Region {
+		// us-east-1 is the one region that rejects an explicit location constraint.
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
+			LocationConstraint: types.BucketLocationConstraint(s.cfg.Region),
+		}
+	}
+	_, err = s.client.CreateBucket(ctx, in)
+	var owned *types.BucketAlreadyOwnedByYou
+	if err != nil && !errors.As(err, &owned) {
+		return fmt.Errorf("create bucket %s: %w", s.bucket, err)
+	}
+	return nil
+}
+
+func (s *S3) key(rel string) string {
+	if s.prefix == "" {
+		return rel
+	}
+	return s.prefix + "/" + rel
+}
+
+func (s *S3) blobKey(sum string) string {
+	return s.key("blobs/sha256/" + sum[:2] + "/" + sum)
+}
+
+func (s *S3) versionKey(model string, version int, name string) string {
+	return s.key("manifests/" + model + "/v" + strconv.Itoa(version) + "/" + name)
+}
+
+func (s *S3) uri(key string) string { return "s3://" + s.bucket + "/" + key }
+
+// BlobURI implements Store.
+func (s *S3) BlobURI(sum string) string {
+	if validateSHA(sum) != nil {
+		return s.uri(s.key("blobs/sha256/invalid"))
+	}
+	return s.uri(s.blobKey(sum))
+}
+
+// ManifestURI implements Store.
+func (s *S3) ManifestURI(model string, version int) string {
+	return s.uri(s.versionKey(model, version, "manifest.json"))
+}
+
+// PutFile implements Store. The file is hashed in a first pass, then, unless a blob of that digest and
+// size exists, uploaded by the upload manager straight from the file: given an io.ReaderAt it reads each
+// part in place instead of buffering (concurrency+1)×part size, which is what keeps memory flat.
+// Progress counts the hashing pass and then the upload pass on top of it (ending at size for a
+// deduplicated file, 2×size otherwise).
+func (s *S3) PutFile(ctx context.Context, localPath string, progress Progress) (FileEntry, error) {
+	f, before, err := openRegular(localPath)
+	if err != nil {
+		return FileEntry{}, err
+	}
+	defer f.Close()
+	sum, size, err := hashLocalFile(ctx, f, progress)
+	if err != nil {
+		return FileEntry{}, err
+	}
+	entry := FileEntry{Size: size, SHA256: sum}
+	key := s.blobKey(sum)
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	switch {
+	case err == nil && aws.ToInt64(head.ContentLength) == size:
+		return entry, nil
+	case err != nil && !isNotFound(err):
+		return FileEntry{}, fmt.Errorf("check blob %s: %w", s.uri(key), err)
+	}
+	_, err = s.uploader.Upload(ctx, &s3.PutObjectInput{
+		Bucket:      &s.bucket,
+		Key:         &key,
+		Body:        newCoverageReaderAt(f, size, size, progress),
+		ContentType: aws.String("application/octet-stream"),
+		Metadata:    map[string]string{"sha256": sum},
+	})
+	if err != nil {
+		return FileEntry{}, fmt.Errorf("upload %s to %s: %w", localPath, s.uri(key), err)
+	}
+	// The upload reads the file again; if it was rewritten meanwhile, the object may not hold the bytes
+	// that were hashed. Check the stored bytes and remove them only if they are wrong, since a concurrent
+	// upload of the true content may have landed at the same address.
+	after, err := f.Stat()
+	if err != nil || !sameFile(before, after) {
+		verr := s.VerifyBlob(ctx, entry, nil)
+		if errors.Is(verr, ErrDigestMismatch) {
+			_, _ = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+		}
+		return FileEntry{}, fmt.Errorf("%s changed while it was being uploaded to %s; store it again", localPath, s.uri(key))
+	}
+	return entry, nil
+}
+
+// StatBlob implements Store.
+func (s *S3) StatBlob(ctx context.Context, sum string) (int64, error) {
+	if err := validateSHA(sum); err != nil {
+		return 0, err
+	}
+	key := s.blobKey(sum)
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return 0, s.objErr("blob", key, err)
+	}
+	return aws.ToInt64(head.ContentLength), nil
+}
+
+// OpenBlob implements Store.
+func (s *S3) OpenBlob(ctx context.Context, sum string) (io.ReadCloser, error) {
+	if err := validateSHA(sum); err != nil {
+		return nil, err
+	}
+	key := s.blobKey(sum)
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, s.objErr("blob", key, err)
+	}
+	return out.Body, nil
+}
+
+// VerifyBlob implements Store.
+func (s *S3) VerifyBlob(ctx context.Context, e FileEntry, progress Progress) error {
+	if err := validateSHA(e.SHA256); err != nil {
+		return err
+	}
+	key := s.blobKey(e.SHA256)
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return s.objErr("blob", key, err)
+	}
+	defer out.Body.Close()
+	return verifyStream(out.Body, aws.ToInt64(out.ContentLength), e, s.uri(key), progress)
+}
+
+// PutManifest implements Store. Write-once rests on three checks because S3-compatible servers differ:
+// an existing manifest is compared before writing; the write is conditional (If-None-Match: *) where the
+// server supports it; and the stored bytes are read back, which catches a concurrent writer on servers
+// that ignore the condition.
+func (s *S3) PutManifest(ctx context.Context, m Manifest) (string, string, error) {
+	b, err := EncodeManifest(m)
+	if err != nil {
+		return "", "", err
+	}
+	key := s.versionKey(m.Model, m.Version, "manifest.json")
+	uri := s.uri(key)
+	digest := ManifestDigest(b)
+	compare := func() (string, string, error) {
+		existing, err := s.getSmall(ctx, key)
+		if err != nil {
+			return "", "", s.objErr("manifest", key, err)
+		}
+		if !bytes.Equal(existing, b) {
+			return "", "", fmt.Errorf("manifest %s (stored %s, new %s): %w", uri, ManifestDigest(existing), digest, ErrManifestConflict)
+		}
+		return uri, digest, nil
+	}
+	if _, err := s.getSmall(ctx, key); err == nil {
+		return compare()
+	} else if !isNotFound(err) {
+		return "", "", s.objErr("manifest", key, err)
+	}
+	put := &s3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           &key,
+		Body:          bytes.NewReader(b),
+		ContentLength: aws.Int64(int64(len(b))),
+		ContentType:   aws.String("application/json"),
+		IfNoneMatch:   aws.String("*"),
+	}
+	_, err = s.client.PutObject(ctx, put)
+	if err != nil && apiCode(err) == "NotImplemented" {
+		put.IfNoneMatch = nil
+		put.Body = bytes.NewReader(b)
+		_, err = s.client.PutObject(ctx, put)
+	}
+	if err != nil && !isPreconditionFailed(err) {
+		return "", "", fmt.Errorf("write manifest %s: %w", uri, err)
+	}
+	return compare()
+}
+
+// GetManifest implements Store.
+func (s *S3) GetManifest(ctx context.Context, model string, version int) (Manifest, string, error) {
+	if err := validateVersion(model, version); err != nil {
+		return Manifest{}, "", err
+	}
+	key := s.versionKey(model, version, "manifest.json")
+	b, err := s.getSmall(ctx, key)
+	if err != nil {
+		return Manifest{}, "", s.objErr(fmt.Sprintf("manifest of %s v%d", model, version), key, err)
+	}
+	return decodeStoredManifest(b, model, version, s.uri(key))
+}
+
+// SetArchived implements Store.
+func (s *S3) SetArchived(ctx context.Context, model string, version int, archived bool) error {
+	if err := s.requireManifest(ctx, model, version); err != nil {
+		return err
+	}
+	key := s.versionKey(model, version, "archived")
+	var err error
+	if archived {
+		body := []byte("archived\n")
+		_, err = s.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(body),
+			ContentLength: aws.Int64(int64(len(body))), ContentType: aws.String("text/plain"),
+		})
+	} else {
+		_, err = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+		if isNotFound(err) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("set archived=%t on %s v%d (%s): %w", archived, model, version, s.uri(key), err)
+	}
+	return nil
+}
+
+// IsArchived implements Store.
+func (s *S3) IsArchived(ctx context.Context, model string, version int) (bool, error) {
+	if err := s.requireManifest(ctx, model, version); err != nil {
+		return false, err
+	}
+	key := s.versionKey(model, version, "archived")
+	_, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("archived mark of %s v%d (%s): %w", model, version, s.uri(key), err)
+	}
+	return true, nil
+}
+
+func (s *S3) requireManifest(ctx context.Context, model string, version int) error {
+	if err := validateVersion(model, version); err != nil {
+		return err
+	}
+	key := s.versionKey(model, version, "manifest.json")
+	_, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return s.objErr(fmt.Sprintf("manifest of %s v%d", model, version), key, err)
+	}
+	return nil
+}
+
+// getSmall reads a whole object that is expected to be small (manifests).
+func (s *S3) getSmall(ctx context.Context, key string) ([]byte, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, err
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Body, maxManifestBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxManifestBytes {
+		return nil, fmt.Errorf("object %s is larger than %d bytes", s.uri(key), maxManifestBytes)
+	}
+	return b, nil
+}
+
+// objErr names the object and maps "does not exist" (key or bucket) to ErrNotFound.
+func (s *S3) objErr(what, key string, err error) error {
+	if isNotFound(err) {
+		return fmt.Errorf("%s (%s): %w", what, s.uri(key), ErrNotFound)
+	}
+	return fmt.Errorf("%s (%s): %w", what, s.uri(key), err)
+}
+
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// isNotFound is true for a missing key or bucket. HEAD responses have no body, so a missing bucket and a
+// missing key both arrive as a bare 404 there.
+func isNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch apiCode(err) {
+	case "NotFound", "NoSuchKey", "NoSuchBucket":
+		return true
+	}
+	return httpStatus(err) == http.StatusNotFound
+}
+
+func isPreconditionFailed(err error) bool {
+	switch apiCode(err) {
+	case "PreconditionFailed", "ConditionalRequestConflict":
+		return true
+	}
+	st := httpStatus(err)
+	return st == http.StatusPreconditionFailed || st == http.StatusConflict
+}
+
+func isNoSuchBucket(err error) bool {
+	var nsb *types.NoSuchBucket
+	return errors.As(err, &nsb) || apiCode(err) == "NoSuchBucket"
+}

@@ -1,0 +1,60 @@
+package artifact
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestS3ConfigFromEnv(t *testing.T) {
+	for k, v := range map[string]string{
+		"MODELREG_S3_BUCKET":            "models",
+		"MODELREG_S3_PREFIX":            "registry",
+		"MODELREG_S3_ENDPOINT":          "http://127.0.0.1:9000",
+		"MODELREG_S3_REGION":            "",
+		"MODELREG_S3_ACCESS_KEY_ID":     "AKIDEXAMPLE",
+		"MODELREG_S3_SECRET_ACCESS_KEY": "very-secret-value",
+		"MODELREG_S3_PATH_STYLE":        "true",
+	} {
+		t.Setenv(k, v)
+	}
+	c, err := S3Config{Bucket: "overridden", PartSize: 8 << 20}.FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := S3Config{Bucket: "models", Prefix: "registry", Endpoint: "http://127.0.0.1:9000", Region: "us-east-1",
+		AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "very-secret-value", PathStyle: true, PartSize: 8 << 20}
+	if c != want {
+		t.Fatalf("FromEnv = %+v, want %+v", c, want)
+	}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if s := fmt.Sprintf(format, c); strings.Contains(s, "very-secret-value") || !strings.Contains(s, "AKIDEXAMPLE") {
+			t.Errorf("Sprintf(%q, cfg) = %s: the secret must be redacted, the key ID kept", format, s)
+		}
+	}
+
+	t.Setenv("MODELREG_S3_PATH_STYLE", "sometimes")
+	if _, err := (S3Config{}).FromEnv(); err == nil || !strings.Contains(err.Error(), "MODELREG_S3_PATH_STYLE") {
+		t.Fatalf("FromEnv with a bad PATH_STYLE = %v", err)
+	}
+}
+
+func TestNewS3Validation(t *testing.T) {
+	ctx := context.Background()
+	for name, c := range map[string]struct {
+		cfg  S3Config
+		want string
+	}{
+		"no bucket":       {S3Config{}, "bucket is not set"},
+		"key, no secret":  {S3Config{Bucket: "b", AccessKeyID: "AKIDEXAMPLE"}, "set both"},
+		"secret, no key":  {S3Config{Bucket: "b", SecretAccessKey: "very-secret-value"}, "set both"},
+		"small parts":     {S3Config{Bucket: "b", PartSize: 1 << 20}, "part size"},
+		"escaping prefix": {S3Config{Bucket: "b", Prefix: "a/../b"}, "prefix"},
+	} {
+		_, err := NewS3(ctx, c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "very-secret-value") {
+			t.Errorf("%s: NewS3 = %v, want an error containing %q and no secret", name, err, c.want)
+		}
+	}
+}
