@@ -1,0 +1,152 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/modelreg/modelreg/internal/names"
+)
+
+const insertModelSQL = `INSERT INTO models (name, seq, created_at, updated_at) VALUES (?, 0, ?, ?)
+	ON CONFLICT (name) DO NOTHING`
+
+// EnsureModel creates the model if it does not exist yet.
+func (c *Catalog) EnsureModel(ctx context.Context, name string) error {
+	if err := names.ValidateModel(name); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	return ensureModel(ctx, c.db, name)
+}
+
+func ensureModel(ctx context.Context, e sqlx.ExtContext, name string) error {
+	at := now()
+	if _, err := e.ExecContext(ctx, e.Rebind(insertModelSQL), name, at, at); err != nil {
+		return fmt.Errorf("catalog: ensure model %q: %w", name, err)
+	}
+	return nil
+}
+
+// GetModel returns the model, with its policy.
+func (c *Catalog) GetModel(ctx context.Context, name string) (Model, error) {
+	var r modelRow
+	err := c.db.GetContext(ctx, &r, c.db.Rebind(`SELECT `+modelColumns+` FROM models WHERE name = ?`), name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Model{}, fmt.Errorf("catalog: model %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Model{}, fmt.Errorf("catalog: get model %q: %w", name, err)
+	}
+	return r.model()
+}
+
+// ListModels returns every model, ordered by name.
+func (c *Catalog) ListModels(ctx context.Context) ([]Model, error) {
+	var rows []modelRow
+	if err := c.db.SelectContext(ctx, &rows, `SELECT `+modelColumns+` FROM models ORDER BY name`); err != nil {
+		return nil, fmt.Errorf("catalog: list models: %w", err)
+	}
+	out := make([]Model, 0, len(rows))
+	for _, r := range rows {
+		m, err := r.model()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// SetPolicy replaces the model's policy, creating the model if it does not exist yet.
+func (c *Catalog) SetPolicy(ctx context.Context, name string, p Policy) error {
+	if err := names.ValidateModel(name); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	policy, err := encodePolicy(name, p)
+	if err != nil {
+		return err
+	}
+	at := now()
+	_, err = c.db.ExecContext(ctx, c.db.Rebind(`
+		INSERT INTO models (name, seq, policy, created_at, updated_at) VALUES (?, 0, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at`),
+		name, policy, at, at)
+	if err != nil {
+		return fmt.Errorf("catalog: set policy of model %q: %w", name, err)
+	}
+	return nil
+}
+
+// GetPolicy returns the model's policy: the zero Policy if none was set, ErrNotFound if the model does
+// not exist.
+func (c *Catalog) GetPolicy(ctx context.Context, name string) (Policy, error) {
+	var s sql.NullString
+	err := c.db.GetContext(ctx, &s, c.db.Rebind(`SELECT policy FROM models WHERE name = ?`), name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Policy{}, fmt.Errorf("catalog: model %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Policy{}, fmt.Errorf("catalog: get policy of model %q: %w", name, err)
+	}
+	return decodePolicy(name, s)
+}
+
+// SetProduction points the model's production pointer at version (nil clears it), unless the model
+// already holds a change with a sequence number >= seq: applied is false then, and nothing is written.
+// The version must exist (ErrNotFound otherwise); its stage is recorded separately, by RecordTransition.
+func (c *Catalog) SetProduction(ctx context.Context, model string, version *int, seq int64) (applied bool, err error) {
+	var pv sql.NullInt64
+	label := "none"
+	if version != nil {
+		pv = sql.NullInt64{Int64: int64(*version), Valid: true}
+		label = fmt.Sprintf("v%d", *version)
+	}
+	res, err := c.db.ExecContext(ctx, c.db.Rebind(`
+		UPDATE models SET production_version = ?, seq = ?, updated_at = ?
+		WHERE name = ? AND seq < ?`),
+		pv, seq, now(), model, seq)
+	if isForeignKeyViolation(err) {
+		return false, fmt.Errorf("catalog: set production of model %q to %s: version %w", model, label, ErrNotFound)
+	}
+	if err != nil {
+		return false, fmt.Errorf("catalog: set production of model %q to %s: %w", model, label, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("catalog: set production of model %q: %w", model, err)
+	}
+	if n > 0 {
+		return true, nil
+	}
+	// Nothing changed: either the fence held (a newer change is stored) or there is no such model.
+	var exists int
+	err = c.db.GetContext(ctx, &exists, c.db.Rebind(`SELECT 1 FROM models WHERE name = ?`), model)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("catalog: set production of model %q: model %w", model, ErrNotFound)
+	}
+	if err != nil {
+		return false, fmt.Errorf("catalog: set production of model %q: %w", model, err)
+	}
+	return false, nil
+}
+
+// Production returns the version the model's production pointer names, or ErrNotFound if the model
+// does not exist or has nothing in production.
+func (c *Catalog) Production(ctx context.Context, model string) (Version, error) {
+	var r versionRow
+	err := c.db.GetContext(ctx, &r, c.db.Rebind(`
+		SELECT v.model, v.version, v.stage, v.idempotency_key, v.workflow_id, v.manifest_uri,
+			v.manifest_digest, v.metrics, v.params, v.source_run, v.registered_by, v.seq,
+			v.created_at, v.updated_at
+		FROM models m JOIN versions v ON v.model = m.name AND v.version = m.production_version
+		WHERE m.name = ?`), model)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Version{}, fmt.Errorf("catalog: no production version of model %q: %w", model, ErrNotFound)
+	}
+	if err != nil {
+		return Version{}, fmt.Errorf("catalog: production version of model %q: %w", model, err)
+	}
+	return r.version()
+}

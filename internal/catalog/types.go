@@ -1,0 +1,91 @@
+package catalog
+
+import (
+	"errors"
+	"time"
+)
+
+// Stage names are a public contract (design.md); the catalog stores them as text.
+const (
+	StageRegistered      = "Registered"
+	StageValidating      = "Validating"
+	StagePendingApproval = "PendingApproval"
+	StageApproved        = "Approved"
+	StageProduction      = "Production"
+	StageArchived        = "Archived"
+	StageRejected        = "Rejected"
+	StageFailed          = "Failed"
+)
+
+var (
+	// ErrNotFound is returned (wrapped) for an unknown model or version.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict is returned when a write contradicts what is stored (e.g. the same version number
+	// registered under another idempotency key, or a second Production version).
+	ErrConflict = errors.New("conflict")
+)
+
+// Policy is what a model's versions must satisfy; it is stored per model as JSON.
+type Policy struct {
+	// Thresholds are metric gates, e.g. {"metric":"accuracy","op":">=","value":0.9}.
+	Thresholds []Threshold `json:"thresholds,omitempty"`
+	// RequiredFiles must be present in every version's manifest.
+	RequiredFiles []string `json:"requiredFiles,omitempty"`
+	// ChampionMetric is compared with the production version's; empty disables the comparison.
+	ChampionMetric string `json:"championMetric,omitempty"`
+	// ChampionLowerIsBetter says smaller values of ChampionMetric are better (e.g. a loss); by default larger are.
+	ChampionLowerIsBetter bool `json:"championLowerIsBetter,omitempty"`
+	// ChampionTolerance is how much worse than the champion a challenger may be.
+	ChampionTolerance float64 `json:"championTolerance,omitempty"`
+	// Webhooks receive deployment events.
+	Webhooks []string `json:"webhooks,omitempty"`
+	// ApprovalTimeoutSeconds, when > 0, rejects a version left undecided that long.
+	ApprovalTimeoutSeconds int64 `json:"approvalTimeoutSeconds,omitempty"`
+}
+
+// Threshold is one metric gate.
+type Threshold struct {
+	Metric string  `json:"metric"`
+	Op     string  `json:"op"` // one of >=, >, <=, <
+	Value  float64 `json:"value"`
+}
+
+// Model is one row of the models table.
+type Model struct {
+	Name              string    `db:"name" json:"name"`
+	ProductionVersion *int      `db:"production_version" json:"productionVersion,omitempty"`
+	Seq               int64     `db:"seq" json:"seq"`
+	Policy            Policy    `db:"-" json:"policy"`
+	CreatedAt         time.Time `db:"created_at" json:"createdAt"`
+	UpdatedAt         time.Time `db:"updated_at" json:"updatedAt"`
+}
+
+// Version is one row of the versions table.
+type Version struct {
+	Model          string             `json:"model"`
+	Version        int                `json:"version"`
+	Stage          string             `json:"stage"`
+	IdempotencyKey string             `json:"idempotencyKey"`
+	WorkflowID     string             `json:"workflowId"`
+	ManifestURI    string             `json:"manifestUri,omitempty"`
+	ManifestDigest string             `json:"manifestDigest,omitempty"`
+	Metrics        map[string]float64 `json:"metrics,omitempty"`
+	Params         map[string]string  `json:"params,omitempty"`
+	SourceRun      string             `json:"sourceRun,omitempty"`
+	RegisteredBy   string             `json:"registeredBy,omitempty"`
+	Seq            int64              `json:"seq"`
+	CreatedAt      time.Time          `json:"createdAt"`
+	UpdatedAt      time.Time          `json:"updatedAt"`
+}
+
+// Transition is one row of the append-only audit trail.
+type Transition struct {
+	Model   string    `json:"model"`
+	Version int       `json:"version"`
+	Seq     int64     `json:"seq"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Actor   string    `json:"actor"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+}
