@@ -1,0 +1,299 @@
+// Package activities holds everything the registry's workflows do to the outside world: the artifact
+// store, the catalog, webhooks, and updates sent to other workflows. Activities are methods on one struct
+// that carries those dependencies; each one is idempotent, because Temporal may run it more than once.
+package activities
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelreg/modelreg/internal/artifact"
+	"github.com/modelreg/modelreg/internal/catalog"
+)
+
+// Activities carries the dependencies of every activity.
+type Activities struct {
+	Catalog *catalog.Catalog
+	Store   artifact.Store
+	// SourceS3 reads s3:// registration sources; nil means such sources are refused.
+	SourceS3 *s3.Client
+	// Temporal sends updates to other workflows (archive, restore, promote).
+	Temporal client.Client
+	// HTTP posts deployment events.
+	HTTP *http.Client
+	// TempDir holds files being imported from s3:// sources.
+	TempDir string
+}
+
+// Error types callers may match on; they are not retried.
+const (
+	ErrTypeBadSource  = "BadSource"
+	ErrTypeRejected   = "UpdateRejected"
+	ErrTypeBadRequest = "BadRequest"
+)
+
+// CreateVersion writes the catalog row of a freshly minted version (stage Registered, seq 1).
+func (a *Activities) CreateVersion(ctx context.Context, v catalog.Version) error {
+	err := a.Catalog.CreateVersion(ctx, v)
+	if errors.Is(err, catalog.ErrConflict) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadRequest, err)
+	}
+	return err
+}
+
+// RecordTransition moves a version's catalog stage, fenced by seq, and appends the audit row. Leaving or
+// entering Archived also moves the archived mark on the version's artifacts.
+func (a *Activities) RecordTransition(ctx context.Context, t catalog.Transition) error {
+	if t.To == catalog.StageArchived {
+		if err := a.Store.SetArchived(ctx, t.Model, t.Version, true); err != nil {
+			return err
+		}
+	}
+	if t.From == catalog.StageArchived && t.To == catalog.StageProduction {
+		if err := a.Store.SetArchived(ctx, t.Model, t.Version, false); err != nil {
+			return err
+		}
+	}
+	_, err := a.Catalog.RecordTransition(ctx, t)
+	return err
+}
+
+// SetProductionInput moves the model's production pointer.
+type SetProductionInput struct {
+	Model   string `json:"model"`
+	Version int    `json:"version"`
+	Seq     int64  `json:"seq"`
+}
+
+// SetProduction moves the catalog's production pointer, fenced by the model's seq.
+func (a *Activities) SetProduction(ctx context.Context, in SetProductionInput) error {
+	v := in.Version
+	var p *int
+	if v > 0 {
+		p = &v
+	}
+	_, err := a.Catalog.SetProduction(ctx, in.Model, p, in.Seq)
+	return err
+}
+
+// StoreArtifactsInput names a version and its source.
+type StoreArtifactsInput struct {
+	Model     string               `json:"model"`
+	Version   int                  `json:"version"`
+	SourceURI string               `json:"sourceUri,omitempty"`
+	Files     []artifact.FileEntry `json:"files,omitempty"`
+}
+
+// StoreArtifactsResult says where the version's manifest is.
+type StoreArtifactsResult struct {
+	ManifestURI    string `json:"manifestUri"`
+	ManifestDigest string `json:"manifestDigest"`
+	Files          int    `json:"files"`
+	TotalBytes     int64  `json:"totalBytes"`
+}
+
+// StoreArtifacts makes the version's files content-addressed blobs (importing them from an s3:// source,
+// or checking that the uploaded ones are there) and writes its manifest once.
+func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput) (StoreArtifactsResult, error) {
+	files := in.Files
+	switch {
+	case in.SourceURI != "":
+		if a.SourceS3 == nil {
+			return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(
+				"this registry has no S3 client configured for s3:// sources (set MODELREG_SOURCE_S3_* or MODELREG_S3_*)", ErrTypeBadSource, nil)
+		}
+		imported, err := artifact.ImportS3Prefix(ctx, a.SourceS3, in.SourceURI, a.Store, a.TempDir, heartbeat(ctx))
+		if err != nil {
+			if errors.Is(err, artifact.ErrNotFound) {
+				return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadSource, err)
+			}
+			return StoreArtifactsResult{}, err
+		}
+		files = imported
+	default:
+		for _, f := range files {
+			size, err := a.Store.StatBlob(ctx, f.SHA256)
+			if errors.Is(err, artifact.ErrNotFound) {
+				return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("file %q (sha256 %s) was never uploaded to the artifact store", f.Path, f.SHA256), ErrTypeBadSource, err)
+			}
+			if err != nil {
+				return StoreArtifactsResult{}, err
+			}
+			if size != f.Size {
+				return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("file %q: stored blob has %d bytes, registration says %d", f.Path, size, f.Size), ErrTypeBadSource, nil)
+			}
+			activity.RecordHeartbeat(ctx)
+		}
+	}
+	if len(files) == 0 {
+		return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError("the version has no artifact files", ErrTypeBadSource, nil)
+	}
+	files = append([]artifact.FileEntry(nil), files...)
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	m := artifact.Manifest{
+		SchemaVersion: artifact.ManifestSchemaVersion,
+		Model:         in.Model,
+		Version:       in.Version,
+		Files:         files,
+		// The manifest is written once; a retry must produce the same bytes, so its time comes from the
+		// catalog row (stable across attempts), not from the clock.
+		CreatedAt: a.versionCreatedAt(ctx, in.Model, in.Version),
+	}
+	uri, digest, err := a.Store.PutManifest(ctx, m)
+	if err != nil {
+		if errors.Is(err, artifact.ErrManifestConflict) {
+			return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadSource, err)
+		}
+		return StoreArtifactsResult{}, err
+	}
+	if err := a.Catalog.SetManifest(ctx, in.Model, in.Version, uri, digest); err != nil {
+		return StoreArtifactsResult{}, err
+	}
+	var total int64
+	for _, f := range files {
+		total += f.Size
+	}
+	return StoreArtifactsResult{ManifestURI: uri, ManifestDigest: digest, Files: len(files), TotalBytes: total}, nil
+}
+
+func (a *Activities) versionCreatedAt(ctx context.Context, model string, version int) time.Time {
+	v, err := a.Catalog.GetVersion(ctx, model, version)
+	if err != nil {
+		return time.Time{}
+	}
+	return v.CreatedAt.UTC().Truncate(time.Second)
+}
+
+func heartbeat(ctx context.Context) artifact.Progress {
+	last := time.Time{}
+	return func(done int64) {
+		if time.Since(last) > time.Second {
+			activity.RecordHeartbeat(ctx, done)
+			last = time.Now()
+		}
+	}
+}
+
+// DeploymentEvent is the JSON body POSTed to a model's webhooks when its production version changes.
+// Receivers deduplicate on EventID: a retry delivers the same event again.
+type DeploymentEvent struct {
+	SchemaVersion   int       `json:"schemaVersion"`
+	EventID         string    `json:"eventId"`
+	Kind            string    `json:"kind"` // promote or rollback
+	Model           string    `json:"model"`
+	Version         int       `json:"version"`
+	Stage           string    `json:"stage"`
+	PreviousVersion int       `json:"previousVersion,omitempty"`
+	ManifestURI     string    `json:"manifestUri"`
+	ManifestDigest  string    `json:"manifestDigest"`
+	At              time.Time `json:"at"`
+}
+
+// NotifyDeployment POSTs the event to every webhook of the model's policy until each acknowledges it
+// with a 2xx. Webhooks already acknowledged in an earlier attempt are skipped (heartbeat details).
+func (a *Activities) NotifyDeployment(ctx context.Context, ev DeploymentEvent) error {
+	v, err := a.Catalog.GetVersion(ctx, ev.Model, ev.Version)
+	if err != nil {
+		return err
+	}
+	ev.ManifestURI, ev.ManifestDigest = v.ManifestURI, v.ManifestDigest
+	policy, err := a.Catalog.GetPolicy(ctx, ev.Model)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	done := map[string]bool{}
+	if activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &done)
+	}
+	client := a.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	var errs []error
+	for _, url := range policy.Webhooks {
+		if done[url] {
+			continue
+		}
+		if err := post(ctx, client, url, ev.EventID, body); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done[url] = true
+		activity.RecordHeartbeat(ctx, done)
+	}
+	return errors.Join(errs...)
+}
+
+func post(ctx context.Context, c *http.Client, url, eventID string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("webhook URL %q: %v", url, err), ErrTypeBadRequest, nil)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", eventID)
+	sum := sha256.Sum256(body)
+	req.Header.Set("Digest", "sha-256="+hex.EncodeToString(sum[:]))
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook %s answered %s", url, resp.Status)
+	}
+	return nil
+}
+
+// UpdateWorkflowInput sends an update to another workflow and waits for its result. UpdateID makes it
+// exactly-once: a retried activity re-attaches to the same update instead of running it twice.
+type UpdateWorkflowInput struct {
+	WorkflowID string          `json:"workflowId"`
+	UpdateName string          `json:"updateName"`
+	UpdateID   string          `json:"updateId"`
+	Arg        json.RawMessage `json:"arg"`
+}
+
+// UpdateWorkflow runs the update and returns its JSON result. A refusal by the update's validator is
+// returned as a non-retryable error carrying the validator's message.
+func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput) (json.RawMessage, error) {
+	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   in.WorkflowID,
+		UpdateName:   in.UpdateName,
+		UpdateID:     in.UpdateID,
+		Args:         []any{in.Arg},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out json.RawMessage
+	if err := h.Get(ctx, &out); err != nil {
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) {
+			return nil, temporal.NewNonRetryableApplicationError(appErr.Error(), ErrTypeRejected, err)
+		}
+		return nil, err
+	}
+	return out, nil
+}

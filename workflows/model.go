@@ -1,0 +1,291 @@
+package workflows
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/modelreg/modelreg/activities"
+	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/names"
+)
+
+// a is only a handle for naming activity methods; workflows never call it directly.
+var a *activities.Activities
+
+const defaultMaxHistoryEvents = 5000
+
+// Search attributes (design.md); the Temporal namespace must have them registered.
+var (
+	SAModelName    = temporal.NewSearchAttributeKeyKeyword("ModelName")
+	SAModelVersion = temporal.NewSearchAttributeKeyInt64("ModelVersion")
+	SAModelStage   = temporal.NewSearchAttributeKeyKeyword("ModelStage")
+)
+
+// ModelWorkflow is the one long-lived workflow per model (ID model/<name>). It mints version numbers,
+// owns the production pointer, and serializes promotions and rollbacks, so that whatever runs at the same
+// time, at most one version of the model is in production.
+func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
+	if err := names.ValidateModel(in.Model); err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "BadInput", nil)
+	}
+	m := &modelWF{in: in, st: ModelState{NextVersion: 1, Keys: map[string]int{}, Ready: map[int]bool{}}}
+	if in.State != nil {
+		m.st = *in.State
+		if m.st.Keys == nil {
+			m.st.Keys = map[string]int{}
+		}
+		if m.st.Ready == nil {
+			m.st.Ready = map[int]bool{}
+		}
+	}
+	m.st.Runs++
+	m.lock = workflow.NewMutex(ctx)
+	if err := workflow.UpsertTypedSearchAttributes(ctx, SAModelName.ValueSet(in.Model)); err != nil {
+		return err
+	}
+	if err := m.setHandlers(ctx); err != nil {
+		return err
+	}
+	max := in.MaxHistoryEvents
+	if max <= 0 {
+		max = defaultMaxHistoryEvents
+	}
+	// The model workflow does nothing but answer messages; it continues as new before its history grows
+	// large, once no handler is running, carrying all state.
+	if err := workflow.Await(ctx, func() bool {
+		info := workflow.GetInfo(ctx)
+		return (info.GetCurrentHistoryLength() >= max || info.GetContinueAsNewSuggested()) && workflow.AllHandlersFinished(ctx)
+	}); err != nil {
+		return err
+	}
+	next := in
+	st := m.st
+	next.State = &st
+	return workflow.NewContinueAsNewError(ctx, ModelWorkflow, next)
+}
+
+type modelWF struct {
+	in   ModelInput
+	st   ModelState
+	lock workflow.Mutex
+}
+
+func (m *modelWF) setHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryDescribe, func() (ModelDescription, error) {
+		return ModelDescription{SchemaVersion: SchemaVersion, Model: m.in.Model, State: m.st}, nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryProduction, func() (ProductionResult, error) {
+		return m.production(), nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRegister, m.register, workflow.UpdateHandlerOptions{
+		Validator: func(ctx workflow.Context, req RegisterRequest) error {
+			if err := req.Validate(); err != nil {
+				return err
+			}
+			if req.Model != m.in.Model {
+				return fmt.Errorf("request is for model %q but this is the workflow of model %q", req.Model, m.in.Model)
+			}
+			return nil
+		},
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePromote, m.promote, workflow.UpdateHandlerOptions{
+		Validator: func(ctx workflow.Context, req PromoteRequest) error {
+			if req.SchemaVersion != SchemaVersion {
+				return fmt.Errorf("schemaVersion %d is not supported (want %d)", req.SchemaVersion, SchemaVersion)
+			}
+			if !m.st.Ready[req.Version] {
+				return fmt.Errorf("model %q has no version %d", m.in.Model, req.Version)
+			}
+			return nil
+		},
+	}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRollback, m.rollback, workflow.UpdateHandlerOptions{
+		Validator: func(ctx workflow.Context, req RollbackRequest) error {
+			_, err := m.rollbackTarget(req)
+			return err
+		},
+	})
+}
+
+func (m *modelWF) production() ProductionResult {
+	r := ProductionResult{SchemaVersion: SchemaVersion, Model: m.in.Model, Version: m.st.Production}
+	if m.st.Production > 0 {
+		r.WorkflowID = VersionWorkflowID(m.in.Model, m.st.Production)
+	}
+	if n := len(m.st.History); n > 0 {
+		r.Previous = m.st.History[n-1].Previous
+	}
+	return r
+}
+
+func (m *modelWF) register(ctx workflow.Context, req RegisterRequest) (RegisterResult, error) {
+	res := RegisterResult{SchemaVersion: SchemaVersion, Model: m.in.Model}
+	if v, ok := m.st.Keys[req.IdempotencyKey]; ok {
+		// A retry of a registration in progress waits for the first one, so both answer the same.
+		if err := workflow.Await(ctx, func() bool { return m.st.Ready[v] }); err != nil {
+			return res, err
+		}
+		res.Version, res.WorkflowID, res.Existing = v, VersionWorkflowID(m.in.Model, v), true
+		return res, nil
+	}
+	// Minting happens before anything blocks, so concurrent registrations get distinct numbers.
+	v := m.st.NextVersion
+	m.st.NextVersion++
+	m.st.Keys[req.IdempotencyKey] = v
+	wfID := VersionWorkflowID(m.in.Model, v)
+
+	actx := workflow.WithActivityOptions(ctx, catalogActivityOptions)
+	row := catalog.Version{
+		Model: m.in.Model, Version: v, Stage: StageRegistered, IdempotencyKey: req.IdempotencyKey,
+		WorkflowID: wfID, Metrics: req.Metrics, Params: req.Params, SourceRun: req.SourceRun,
+		RegisteredBy: req.RegisteredBy, Seq: 1, CreatedAt: workflow.Now(ctx).UTC(),
+	}
+	if err := workflow.ExecuteActivity(actx, a.CreateVersion, row).Get(ctx, nil); err != nil {
+		return res, err
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: wfID,
+		TaskQueue:  workflow.GetInfo(ctx).TaskQueueName,
+		// A version's lifecycle outlives the run of the model workflow that started it.
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	})
+	child := workflow.ExecuteChildWorkflow(cctx, ModelVersionWorkflow, VersionInput{
+		SchemaVersion: SchemaVersion, Model: m.in.Model, Version: v, Request: req,
+		MaxHistoryEvents: m.in.MaxHistoryEvents,
+	})
+	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+		return res, fmt.Errorf("start lifecycle workflow %s: %w", wfID, err)
+	}
+	m.st.Ready[v] = true
+	res.Version, res.WorkflowID = v, wfID
+	return res, nil
+}
+
+var catalogActivityOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+}
+
+// Deployment events are retried until acknowledged: a downstream outage must not lose one.
+var deployActivityOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 2 * time.Minute,
+	HeartbeatTimeout:    time.Minute,
+	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 2 * time.Second, MaximumInterval: 5 * time.Minute},
+}
+
+func (m *modelWF) promote(ctx workflow.Context, req PromoteRequest) (ProductionResult, error) {
+	if err := m.lock.Lock(ctx); err != nil {
+		return ProductionResult{}, err
+	}
+	defer m.lock.Unlock()
+	if m.st.Production == req.Version {
+		return m.production(), nil
+	}
+	if slices.Contains(m.st.Archived, req.Version) {
+		return ProductionResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("version %d was already in production and is archived; use rollback", req.Version), "BadRequest", nil)
+	}
+	if err := m.switchProduction(ctx, req.Version, "promote", req.Actor, req.Reason, false); err != nil {
+		return ProductionResult{}, err
+	}
+	return m.production(), nil
+}
+
+func (m *modelWF) rollbackTarget(req RollbackRequest) (int, error) {
+	if req.SchemaVersion != SchemaVersion {
+		return 0, fmt.Errorf("schemaVersion %d is not supported (want %d)", req.SchemaVersion, SchemaVersion)
+	}
+	if req.Actor == "" {
+		return 0, errors.New("rollback needs an actor (who is rolling back)")
+	}
+	if req.To == 0 {
+		if len(m.st.Archived) == 0 {
+			return 0, fmt.Errorf("model %q has no archived version to roll back to", m.in.Model)
+		}
+		return m.st.Archived[len(m.st.Archived)-1], nil
+	}
+	if !slices.Contains(m.st.Archived, req.To) {
+		return 0, fmt.Errorf("version %d of model %q is not archived (production is v%d; archived: %v)", req.To, m.in.Model, m.st.Production, m.st.Archived)
+	}
+	return req.To, nil
+}
+
+func (m *modelWF) rollback(ctx workflow.Context, req RollbackRequest) (ProductionResult, error) {
+	if err := m.lock.Lock(ctx); err != nil {
+		return ProductionResult{}, err
+	}
+	defer m.lock.Unlock()
+	// Re-check under the lock: a promotion may have run since the validator accepted this.
+	to, err := m.rollbackTarget(req)
+	if err != nil {
+		return ProductionResult{}, temporal.NewNonRetryableApplicationError(err.Error(), "BadRequest", nil)
+	}
+	if err := m.switchProduction(ctx, to, "rollback", req.Actor, req.Reason, true); err != nil {
+		return ProductionResult{}, err
+	}
+	return m.production(), nil
+}
+
+// switchProduction makes version the production version: deployment event, the prior version archived,
+// (for a rollback) the target restored, and the catalog pointer moved. The caller holds m.lock.
+func (m *modelWF) switchProduction(ctx workflow.Context, version int, kind, actor, reason string, restore bool) error {
+	m.st.Seq++
+	seq := m.st.Seq
+	prior := m.st.Production
+	now := workflow.Now(ctx).UTC()
+
+	dctx := workflow.WithActivityOptions(ctx, deployActivityOptions)
+	ev := activities.DeploymentEvent{
+		SchemaVersion: SchemaVersion, EventID: fmt.Sprintf("%s/%d/%s/v%d", m.in.Model, seq, kind, version),
+		Kind: kind, Model: m.in.Model, Version: version, Stage: StageProduction, PreviousVersion: prior, At: now,
+	}
+	if err := workflow.ExecuteActivity(dctx, a.NotifyDeployment, ev).Get(ctx, nil); err != nil {
+		return err
+	}
+	uctx := workflow.WithActivityOptions(ctx, catalogActivityOptions)
+	if prior != 0 {
+		arg := ArchiveRequest{SchemaVersion: SchemaVersion, ReplacedBy: version, Actor: actor, Reason: fmt.Sprintf("replaced by v%d (%s)", version, kind)}
+		if err := m.updateVersion(uctx, prior, UpdateArchive, fmt.Sprintf("archive/%d", seq), arg); err != nil {
+			return err
+		}
+		m.st.Archived = append(m.st.Archived, prior)
+	}
+	if restore {
+		arg := ArchiveRequest{SchemaVersion: SchemaVersion, Actor: actor, Reason: reason}
+		if err := m.updateVersion(uctx, version, UpdateRestore, fmt.Sprintf("restore/%d", seq), arg); err != nil {
+			return err
+		}
+		m.st.Archived = slices.DeleteFunc(m.st.Archived, func(v int) bool { return v == version })
+	}
+	if err := workflow.ExecuteActivity(uctx, a.SetProduction, activities.SetProductionInput{Model: m.in.Model, Version: version, Seq: seq}).Get(ctx, nil); err != nil {
+		return err
+	}
+	m.st.Production = version
+	m.st.History = append(m.st.History, ProductionChange{Seq: seq, Version: version, Previous: prior, Kind: kind, Actor: actor, Reason: reason, At: now})
+	return nil
+}
+
+func (m *modelWF) updateVersion(ctx workflow.Context, version int, name, id string, arg any) error {
+	raw, err := json.Marshal(arg)
+	if err != nil {
+		return err
+	}
+	in := activities.UpdateWorkflowInput{WorkflowID: VersionWorkflowID(m.in.Model, version), UpdateName: name, UpdateID: id, Arg: raw}
+	return workflow.ExecuteActivity(ctx, a.UpdateWorkflow, in).Get(ctx, nil)
+}

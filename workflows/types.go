@@ -1,0 +1,336 @@
+// Package workflows holds the registry's two long-lived workflows and their public contract: the
+// workflow types, the names of their updates, signals and queries, and the JSON shapes of their inputs
+// and results. Every struct carries a schemaVersion so that a Python or Java job can start and drive
+// these workflows with plain JSON.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/modelreg/modelreg/activities"
+	"github.com/modelreg/modelreg/internal/artifact"
+	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/names"
+)
+
+// SchemaVersion is the version of every input and result struct in this package.
+const SchemaVersion = 1
+
+// Names that make up the public contract (README documents each).
+const (
+	TaskQueue           = "model-registry"
+	ModelWorkflowType   = "ModelWorkflow"
+	VersionWorkflowType = "ModelVersionWorkflow"
+
+	// On ModelWorkflow.
+	UpdateRegister  = "register"
+	UpdatePromote   = "promote"
+	UpdateRollback  = "rollback"
+	QueryProduction = "production"
+
+	// On ModelVersionWorkflow. approve and reject are both updates and signals.
+	UpdateApprove = "approve"
+	UpdateReject  = "reject"
+	SignalApprove = "approve"
+	SignalReject  = "reject"
+	QueryStage    = "stage"
+
+	// On both.
+	QueryDescribe = "describe"
+
+	// Sent by ModelWorkflow to a version's workflow while it serializes promotions; not for humans.
+	UpdateArchive = "archive"
+	UpdateRestore = "restore"
+)
+
+// Stage names (design.md: a public contract).
+const (
+	StageRegistered      = catalog.StageRegistered
+	StageValidating      = catalog.StageValidating
+	StagePendingApproval = catalog.StagePendingApproval
+	StageApproved        = catalog.StageApproved
+	StageProduction      = catalog.StageProduction
+	StageArchived        = catalog.StageArchived
+	StageRejected        = catalog.StageRejected
+	StageFailed          = catalog.StageFailed
+)
+
+// ModelWorkflowID is the ID of a model's entity workflow.
+func ModelWorkflowID(model string) string { return "model/" + model }
+
+// VersionWorkflowID is the ID of one version's lifecycle workflow.
+func VersionWorkflowID(model string, version int) string {
+	return fmt.Sprintf("model/%s/v%d", model, version)
+}
+
+// ArtifactSource says where a version's files come from: exactly one of URI or Files.
+type ArtifactSource struct {
+	// URI is an s3://bucket/prefix whose objects are imported (copied into content-addressed blobs).
+	URI string `json:"uri,omitempty"`
+	// Files are blobs already uploaded to the registry's store (what `starter register DIR` does).
+	Files []artifact.FileEntry `json:"files,omitempty"`
+}
+
+// RegisterRequest is the input of the register update on ModelWorkflow.
+type RegisterRequest struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	Model         string `json:"model"`
+	// IdempotencyKey makes retries safe: the same key always returns the same version.
+	IdempotencyKey string             `json:"idempotencyKey"`
+	Source         ArtifactSource     `json:"source"`
+	Metrics        map[string]float64 `json:"metrics,omitempty"`
+	Params         map[string]string  `json:"params,omitempty"`
+	SourceRun      string             `json:"sourceRun,omitempty"`
+	RegisteredBy   string             `json:"registeredBy,omitempty"`
+}
+
+var keyRe = regexp.MustCompile(`^[A-Za-z0-9._:/@+=-]{1,200}$`)
+
+// Validate reports the first problem that makes r unusable, naming it.
+func (r RegisterRequest) Validate() error {
+	if r.SchemaVersion != SchemaVersion {
+		return fmt.Errorf("schemaVersion %d is not supported (want %d)", r.SchemaVersion, SchemaVersion)
+	}
+	if err := names.ValidateModel(r.Model); err != nil {
+		return err
+	}
+	if !keyRe.MatchString(r.IdempotencyKey) {
+		return fmt.Errorf("idempotencyKey %q must be 1-200 characters from A-Z a-z 0-9 . _ : / @ + = -", r.IdempotencyKey)
+	}
+	if err := ValidateMetrics(r.Metrics); err != nil {
+		return err
+	}
+	for k, v := range r.Params {
+		if k == "" || len(k) > 200 || len(v) > 4096 {
+			return fmt.Errorf("param %q: names must be 1-200 bytes and values at most 4096 bytes", k)
+		}
+	}
+	if len(r.SourceRun) > 1024 || len(r.RegisteredBy) > 200 {
+		return errors.New("sourceRun (max 1024 bytes) or registeredBy (max 200 bytes) is too long")
+	}
+	hasURI, hasFiles := r.Source.URI != "", len(r.Source.Files) > 0
+	switch {
+	case hasURI && hasFiles:
+		return errors.New("source: give either uri or files, not both")
+	case !hasURI && !hasFiles:
+		return errors.New("source: no artifacts (give source.uri = s3://bucket/prefix or source.files)")
+	case hasURI:
+		if !strings.HasPrefix(r.Source.URI, "s3://") {
+			return fmt.Errorf("source.uri %q is not an s3:// URI", r.Source.URI)
+		}
+	default:
+		seen := map[string]bool{}
+		for _, f := range r.Source.Files {
+			if _, err := names.CleanArtifactPath(f.Path); err != nil {
+				return fmt.Errorf("source.files: %w", err)
+			}
+			if seen[f.Path] {
+				return fmt.Errorf("source.files: path %q listed twice", f.Path)
+			}
+			seen[f.Path] = true
+			if !isSHA256(f.SHA256) || f.Size < 0 {
+				return fmt.Errorf("source.files: %q needs a size >= 0 and a 64-hex-digit lowercase sha256", f.Path)
+			}
+		}
+	}
+	return nil
+}
+
+// ValidateMetrics rejects metric names that are unusable and values JSON cannot carry.
+func ValidateMetrics(m map[string]float64) error {
+	for k, v := range m {
+		if k == "" || len(k) > 200 {
+			return fmt.Errorf("metric name %q must be 1-200 bytes", k)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("metric %q is %v: metrics must be finite numbers", k, v)
+		}
+	}
+	return nil
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// RegisterResult is what the register update returns.
+type RegisterResult struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	Model         string `json:"model"`
+	Version       int    `json:"version"`
+	WorkflowID    string `json:"workflowId"`
+	// Existing is true when the idempotency key had already registered this version.
+	Existing bool `json:"existing"`
+}
+
+// ModelInput starts ModelWorkflow. State is set only by continue-as-new.
+type ModelInput struct {
+	SchemaVersion int         `json:"schemaVersion"`
+	Model         string      `json:"model"`
+	State         *ModelState `json:"state,omitempty"`
+	// MaxHistoryEvents bounds the history before continue-as-new (default 5000; lowered in tests).
+	MaxHistoryEvents int `json:"maxHistoryEvents,omitempty"`
+}
+
+// ModelState is everything ModelWorkflow knows; it is carried whole across continue-as-new.
+type ModelState struct {
+	NextVersion int `json:"nextVersion"`
+	// Keys maps idempotency keys to versions.
+	Keys map[string]int `json:"keys"`
+	// Ready marks versions whose catalog row exists and whose workflow has started.
+	Ready map[int]bool `json:"ready"`
+	// Production is the version in production, 0 for none.
+	Production int `json:"production"`
+	// Archived lists versions that left production and can be restored.
+	Archived []int `json:"archived,omitempty"`
+	// Seq fences the catalog's production pointer and numbers deployment events.
+	Seq     int64              `json:"seq"`
+	History []ProductionChange `json:"history,omitempty"`
+	Runs    int                `json:"runs"`
+}
+
+// ProductionChange is one move of the production pointer.
+type ProductionChange struct {
+	Seq      int64     `json:"seq"`
+	Version  int       `json:"version"`
+	Previous int       `json:"previous"`
+	Kind     string    `json:"kind"` // promote or rollback
+	Actor    string    `json:"actor,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// PromoteRequest asks ModelWorkflow to make an approved version the production version. The version's
+// workflow sends it once approval is complete; it is idempotent per version.
+type PromoteRequest struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	Version       int    `json:"version"`
+	Actor         string `json:"actor,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+// RollbackRequest re-promotes an archived version. To = 0 means the most recently archived one.
+type RollbackRequest struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	To            int    `json:"to,omitempty"`
+	Actor         string `json:"actor"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+// ProductionResult answers promote, rollback and the production query.
+type ProductionResult struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	Model         string `json:"model"`
+	Version       int    `json:"version"` // 0: nothing in production
+	Previous      int    `json:"previous,omitempty"`
+	WorkflowID    string `json:"workflowId,omitempty"`
+}
+
+// ModelDescription answers the describe query on ModelWorkflow.
+type ModelDescription struct {
+	SchemaVersion int        `json:"schemaVersion"`
+	Model         string     `json:"model"`
+	State         ModelState `json:"state"`
+}
+
+// VersionInput starts ModelVersionWorkflow (ModelWorkflow does this). State is set only by
+// continue-as-new.
+type VersionInput struct {
+	SchemaVersion    int             `json:"schemaVersion"`
+	Model            string          `json:"model"`
+	Version          int             `json:"version"`
+	Request          RegisterRequest `json:"request"`
+	State            *VersionState   `json:"state,omitempty"`
+	MaxHistoryEvents int             `json:"maxHistoryEvents,omitempty"`
+}
+
+// Decision is the payload of the approve and reject updates and signals.
+type Decision struct {
+	Approver string `json:"approver"`
+	Comment  string `json:"comment,omitempty"`
+}
+
+// DecisionResult is what the approve and reject updates return.
+type DecisionResult struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	Stage         string `json:"stage"`
+}
+
+// ArchiveRequest and RestoreRequest are sent by ModelWorkflow to move a version out of or back into
+// production.
+type ArchiveRequest struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	ReplacedBy    int    `json:"replacedBy,omitempty"`
+	Actor         string `json:"actor,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+// VersionState is everything a version's workflow knows; it is carried across continue-as-new and
+// returned by the describe query.
+type VersionState struct {
+	Stage          string             `json:"stage"`
+	Seq            int64              `json:"seq"`
+	History        []StageChange      `json:"history"`
+	ManifestURI    string             `json:"manifestUri,omitempty"`
+	ManifestDigest string             `json:"manifestDigest,omitempty"`
+	Files          int                `json:"files,omitempty"`
+	TotalBytes     int64              `json:"totalBytes,omitempty"`
+	Validation     *ValidationReport  `json:"validation,omitempty"`
+	Decisions      []AcceptedDecision `json:"decisions,omitempty"`
+	Rejected       []RejectedMessage  `json:"rejectedMessages,omitempty"`
+	Deadline       *time.Time         `json:"approvalDeadline,omitempty"`
+	FailureReason  string             `json:"failureReason,omitempty"`
+	Pending        *AcceptedDecision  `json:"-"`
+}
+
+// StageChange is one transition in a version's life.
+type StageChange struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Actor  string    `json:"actor,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// AcceptedDecision is a decision the workflow acted on.
+type AcceptedDecision struct {
+	Kind     string    `json:"kind"` // approve or reject
+	Via      string    `json:"via"`  // update or signal
+	Approver string    `json:"approver"`
+	Comment  string    `json:"comment,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// RejectedMessage records a signal or update the workflow refused, and why.
+type RejectedMessage struct {
+	Name    string    `json:"name"`
+	Via     string    `json:"via"`
+	Reason  string    `json:"reason"`
+	Payload string    `json:"payload,omitempty"` // at most 512 bytes of what was sent
+	At      time.Time `json:"at"`
+}
+
+// ValidationReport is the staging validation's verdict (defined with the activity that produces it).
+type ValidationReport = activities.ValidationReport
+
+// VersionDescription answers the describe query on ModelVersionWorkflow.
+type VersionDescription struct {
+	SchemaVersion int             `json:"schemaVersion"`
+	Model         string          `json:"model"`
+	Version       int             `json:"version"`
+	Request       RegisterRequest `json:"request"`
+	State         VersionState    `json:"state"`
+}

@@ -1,0 +1,390 @@
+package workflows
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/modelreg/modelreg/activities"
+	"github.com/modelreg/modelreg/internal/catalog"
+)
+
+// ModelVersionWorkflow is one version's lifecycle (ID model/<name>/v<N>): store artifacts, validate in
+// staging, wait for a human decision, get promoted by the model's workflow, sit in production, and be
+// archived (and possibly restored by a rollback). Rejected and Failed end it; Archived does not, so the
+// version can come back.
+func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
+	w := &versionWF{in: in, st: VersionState{Stage: StageRegistered, Seq: 1}}
+	if in.State != nil {
+		w.st = *in.State
+	}
+	if err := w.upsertSearchAttributes(ctx); err != nil {
+		return err
+	}
+	if err := w.setHandlers(ctx); err != nil {
+		return err
+	}
+
+	// Signals buffered when a terminal stage is reached are still recorded, for the describe query.
+	defer w.drainSignals(ctx)
+
+	if w.st.Stage == StageRegistered {
+		if len(w.st.History) == 0 {
+			w.st.History = append(w.st.History, StageChange{To: StageRegistered, Actor: in.Request.RegisteredBy, Reason: "registered", At: workflow.Now(ctx).UTC()})
+		}
+		if done, err := w.storeAndValidate(ctx); done || err != nil {
+			return err
+		}
+	}
+	if w.st.Stage == StagePendingApproval {
+		if done, err := w.awaitDecision(ctx); done || err != nil {
+			return err
+		}
+	}
+	if w.st.Stage == StageApproved {
+		if err := w.requestPromotion(ctx); err != nil {
+			return err
+		}
+	}
+	return w.serve(ctx)
+}
+
+type versionWF struct {
+	in VersionInput
+	st VersionState
+	// archive/restore requests in flight, handled by their update handlers.
+	busy bool
+}
+
+var storeActivityOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 6 * time.Hour,
+	HeartbeatTimeout:    2 * time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: 2 * time.Second, MaximumInterval: time.Minute, MaximumAttempts: 20,
+		NonRetryableErrorTypes: []string{activities.ErrTypeBadSource},
+	},
+}
+
+func (w *versionWF) storeAndValidate(ctx workflow.Context) (done bool, err error) {
+	sctx := workflow.WithActivityOptions(ctx, storeActivityOptions)
+	var stored activities.StoreArtifactsResult
+	err = workflow.ExecuteActivity(sctx, a.StoreArtifacts, activities.StoreArtifactsInput{
+		Model: w.in.Model, Version: w.in.Version, SourceURI: w.in.Request.Source.URI, Files: w.in.Request.Source.Files,
+	}).Get(ctx, &stored)
+	if err != nil {
+		reason := "artifacts could not be stored: " + rootMessage(err)
+		w.st.FailureReason = reason
+		return true, w.transition(ctx, StageFailed, "registry", reason)
+	}
+	w.st.ManifestURI, w.st.ManifestDigest = stored.ManifestURI, stored.ManifestDigest
+	w.st.Files, w.st.TotalBytes = stored.Files, stored.TotalBytes
+	if err := w.transition(ctx, StageValidating, "registry", fmt.Sprintf("stored %d files (%d bytes), manifest %s", stored.Files, stored.TotalBytes, stored.ManifestDigest)); err != nil {
+		return false, err
+	}
+
+	var rep activities.ValidationReport
+	vctx := workflow.WithActivityOptions(ctx, storeActivityOptions)
+	if err := workflow.ExecuteActivity(vctx, a.Validate, activities.ValidateInput{
+		Model: w.in.Model, Version: w.in.Version, Metrics: w.in.Request.Metrics,
+	}).Get(ctx, &rep); err != nil {
+		reason := "validation could not run: " + rootMessage(err)
+		w.st.FailureReason = reason
+		return true, w.transition(ctx, StageFailed, "registry", reason)
+	}
+	w.st.Validation = &rep
+	if !rep.Passed {
+		return true, w.transition(ctx, StageRejected, "validation", "validation failed: "+strings.Join(rep.Failures(), "; "))
+	}
+	if err := w.transition(ctx, StagePendingApproval, "validation", fmt.Sprintf("validation passed (%d checks)", len(rep.Checks))); err != nil {
+		return false, err
+	}
+	if t := rep.Policy.ApprovalTimeoutSeconds; t > 0 {
+		d := workflow.Now(ctx).UTC().Add(time.Duration(t) * time.Second)
+		w.st.Deadline = &d
+	}
+	return false, nil
+}
+
+func (w *versionWF) awaitDecision(ctx workflow.Context) (done bool, err error) {
+	cond := func() bool { return w.st.Pending != nil }
+	var timeout time.Duration
+	if w.st.Deadline != nil {
+		// The deadline is absolute, so it holds across continue-as-new and worker restarts.
+		if timeout = w.st.Deadline.Sub(workflow.Now(ctx)); timeout <= 0 {
+			timeout = time.Nanosecond
+		}
+	}
+	ok, err := w.waitUntil(ctx, cond, timeout)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return true, w.transition(ctx, StageRejected, "registry", "approval deadline passed at "+w.st.Deadline.Format(time.RFC3339))
+	}
+	d := *w.st.Pending
+	w.st.Pending = nil
+	w.st.Decisions = append(w.st.Decisions, d)
+	reason := map[string]string{UpdateApprove: "approved", UpdateReject: "rejected"}[d.Kind]
+	if d.Comment != "" {
+		reason += ": " + d.Comment
+	}
+	if d.Kind == UpdateReject {
+		return true, w.transition(ctx, StageRejected, d.Approver, reason)
+	}
+	return false, w.transition(ctx, StageApproved, d.Approver, reason)
+}
+
+func (w *versionWF) requestPromotion(ctx workflow.Context) error {
+	var approver string
+	if n := len(w.st.Decisions); n > 0 {
+		approver = w.st.Decisions[n-1].Approver
+	}
+	raw, err := json.Marshal(PromoteRequest{SchemaVersion: SchemaVersion, Version: w.in.Version, Actor: approver, Reason: "approved"})
+	if err != nil {
+		return err
+	}
+	// Promotion waits behind other promotions of the model and for deployment webhooks, so it gets
+	// unlimited retries; the update ID makes every retry attach to the same promotion.
+	pctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 2 * time.Second, MaximumInterval: time.Minute},
+	})
+	var res ProductionResult
+	if err := workflow.ExecuteActivity(pctx, a.UpdateWorkflow, activities.UpdateWorkflowInput{
+		WorkflowID: ModelWorkflowID(w.in.Model), UpdateName: UpdatePromote,
+		UpdateID: fmt.Sprintf("promote/v%d", w.in.Version), Arg: raw,
+	}).Get(ctx, &res); err != nil {
+		return err
+	}
+	reason := "promoted"
+	if res.Previous != 0 {
+		reason = fmt.Sprintf("promoted, replacing v%d", res.Previous)
+	}
+	return w.transition(ctx, StageProduction, approver, reason)
+}
+
+// serve is the long tail of a version's life: in Production or Archived, answering archive and restore
+// updates from the model's workflow, until its history is long enough to continue as new.
+func (w *versionWF) serve(ctx workflow.Context) error {
+	max := w.in.MaxHistoryEvents
+	if max <= 0 {
+		max = defaultMaxHistoryEvents
+	}
+	if _, err := w.waitUntil(ctx, func() bool {
+		info := workflow.GetInfo(ctx)
+		return (info.GetCurrentHistoryLength() >= max || info.GetContinueAsNewSuggested()) && !w.busy && workflow.AllHandlersFinished(ctx)
+	}, 0); err != nil {
+		return err
+	}
+	next := w.in
+	st := w.st
+	next.State = &st
+	return workflow.NewContinueAsNewError(ctx, ModelVersionWorkflow, next)
+}
+
+func (w *versionWF) transition(ctx workflow.Context, to, actor, reason string) error {
+	from := w.st.Stage
+	seq := w.st.Seq + 1
+	now := workflow.Now(ctx).UTC()
+	actx := workflow.WithActivityOptions(ctx, catalogActivityOptions)
+	if err := workflow.ExecuteActivity(actx, a.RecordTransition, catalog.Transition{
+		Model: w.in.Model, Version: w.in.Version, Seq: seq, From: from, To: to, Actor: actor, Reason: reason, At: now,
+	}).Get(ctx, nil); err != nil {
+		return err
+	}
+	w.st.Seq = seq
+	w.st.Stage = to
+	w.st.History = append(w.st.History, StageChange{From: from, To: to, Actor: actor, Reason: reason, At: now})
+	return w.upsertSearchAttributes(ctx)
+}
+
+func (w *versionWF) upsertSearchAttributes(ctx workflow.Context) error {
+	return workflow.UpsertTypedSearchAttributes(ctx,
+		SAModelName.ValueSet(w.in.Model),
+		SAModelVersion.ValueSet(int64(w.in.Version)),
+		SAModelStage.ValueSet(w.st.Stage))
+}
+
+func (w *versionWF) describe() VersionDescription {
+	return VersionDescription{SchemaVersion: SchemaVersion, Model: w.in.Model, Version: w.in.Version, Request: w.in.Request, State: w.st}
+}
+
+func (w *versionWF) setHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryStage, func() (string, error) { return w.st.Stage, nil }); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryDescribe, func() (VersionDescription, error) { return w.describe(), nil }); err != nil {
+		return err
+	}
+	for _, kind := range []string{UpdateApprove, UpdateReject} {
+		kind := kind
+		err := workflow.SetUpdateHandlerWithOptions(ctx, kind,
+			func(ctx workflow.Context, d Decision) (DecisionResult, error) {
+				w.accept(ctx, kind, "update", d)
+				// Answer once the decision is recorded, so the caller sees the stage it led to.
+				err := workflow.Await(ctx, func() bool { return w.st.Stage != StagePendingApproval })
+				return DecisionResult{SchemaVersion: SchemaVersion, Stage: w.st.Stage}, err
+			},
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, d Decision) error {
+				return w.checkDecision(d)
+			}})
+		if err != nil {
+			return err
+		}
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateArchive, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
+		return w.move(ctx, StageProduction, StageArchived, r)
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, r ArchiveRequest) error {
+		return w.checkMove(StageArchived)
+	}}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRestore, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
+		return w.move(ctx, StageArchived, StageProduction, r)
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, r ArchiveRequest) error {
+		return w.checkMove(StageProduction)
+	}})
+}
+
+func (w *versionWF) checkMove(to string) error {
+	switch w.st.Stage {
+	case StageRejected, StageFailed, StageRegistered, StageValidating, StagePendingApproval:
+		return fmt.Errorf("v%d is %s and cannot move to %s", w.in.Version, w.st.Stage, to)
+	}
+	return nil
+}
+
+// move handles archive and restore. An archive may arrive while this version is still recording its own
+// promotion (Approved), so it waits for Production first; repeating a move that is done is a no-op.
+func (w *versionWF) move(ctx workflow.Context, from, to string, r ArchiveRequest) (string, error) {
+	if err := workflow.Await(ctx, func() bool { return !w.busy && (w.st.Stage == from || w.st.Stage == to) }); err != nil {
+		return "", err
+	}
+	if w.st.Stage == to {
+		return w.st.Stage, nil
+	}
+	w.busy = true
+	defer func() { w.busy = false }()
+	reason := r.Reason
+	if reason == "" {
+		reason = strings.ToLower(to)
+	}
+	err := w.transition(ctx, to, r.Actor, reason)
+	return w.st.Stage, err
+}
+
+func (w *versionWF) checkDecision(d Decision) error {
+	if w.st.Stage != StagePendingApproval {
+		return fmt.Errorf("%s v%d is not waiting for a decision: its stage is %s", w.in.Model, w.in.Version, w.st.Stage)
+	}
+	if w.st.Pending != nil {
+		return fmt.Errorf("%s v%d already has a decision being recorded (%s by %s)", w.in.Model, w.in.Version, w.st.Pending.Kind, w.st.Pending.Approver)
+	}
+	if strings.TrimSpace(d.Approver) == "" {
+		return errors.New("a decision needs an approver (who decides)")
+	}
+	if len(d.Approver) > 200 || len(d.Comment) > 4096 {
+		return errors.New("approver (max 200 bytes) or comment (max 4096 bytes) is too long")
+	}
+	return nil
+}
+
+func (w *versionWF) accept(ctx workflow.Context, kind, via string, d Decision) {
+	w.st.Pending = &AcceptedDecision{Kind: kind, Via: via, Approver: d.Approver, Comment: d.Comment, At: workflow.Now(ctx).UTC()}
+}
+
+func (w *versionWF) reject(ctx workflow.Context, name, via, reason string, payload []byte) {
+	if len(payload) > 512 {
+		payload = payload[:512]
+	}
+	w.st.Rejected = append(w.st.Rejected, RejectedMessage{Name: name, Via: via, Reason: reason, Payload: string(payload), At: workflow.Now(ctx).UTC()})
+}
+
+// waitUntil blocks until cond holds or the timeout (0: none) passes, reading approve and reject signals
+// meanwhile. Signals are read by the main coroutine itself, right before cond is checked, so none can be
+// left unread when the workflow continues as new or ends; each is acted on or recorded as rejected.
+func (w *versionWF) waitUntil(ctx workflow.Context, cond func() bool, timeout time.Duration) (bool, error) {
+	approve, reject := workflow.GetSignalChannel(ctx, SignalApprove), workflow.GetSignalChannel(ctx, SignalReject)
+	wake := func() bool { return cond() || approve.Len() > 0 || reject.Len() > 0 }
+	deadline := workflow.Now(ctx).Add(timeout)
+	for {
+		w.drainSignals(ctx)
+		if cond() {
+			return true, nil
+		}
+		if timeout <= 0 {
+			if err := workflow.Await(ctx, wake); err != nil {
+				return false, err
+			}
+			continue
+		}
+		left := deadline.Sub(workflow.Now(ctx))
+		if left <= 0 {
+			return false, nil
+		}
+		if _, err := workflow.AwaitWithTimeout(ctx, left, wake); err != nil {
+			return false, err
+		}
+	}
+}
+
+func (w *versionWF) drainSignals(ctx workflow.Context) {
+	for _, name := range []string{SignalApprove, SignalReject} {
+		ch := workflow.GetSignalChannel(ctx, name)
+		for {
+			var raw RawPayload
+			if !ch.ReceiveAsync(&raw) {
+				break
+			}
+			w.onSignal(ctx, name, raw)
+		}
+	}
+}
+
+func (w *versionWF) onSignal(ctx workflow.Context, name string, raw RawPayload) {
+	d, err := decodeDecision(raw)
+	if err == nil {
+		err = w.checkDecision(d)
+	}
+	if err != nil {
+		w.reject(ctx, name, "signal", err.Error(), raw.Data)
+		return
+	}
+	w.accept(ctx, name, "signal", d)
+}
+
+// decodeDecision is strict: a payload that is not a JSON object of the Decision shape is refused with a
+// reason that names what is wrong.
+func decodeDecision(raw RawPayload) (Decision, error) {
+	var d Decision
+	if raw.Encoding != "json/plain" {
+		return d, fmt.Errorf("payload encoding %q is not json/plain", raw.Encoding)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw.Data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return d, fmt.Errorf("payload is not a decision {\"approver\": string, \"comment\": string}: %v", err)
+	}
+	if dec.More() {
+		return d, errors.New("payload has data after the decision object")
+	}
+	return d, nil
+}
+
+// rootMessage is the innermost message of an activity error, which is the one that names the problem.
+func rootMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Error()
+	}
+	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(u) {
+		err = u
+	}
+	return err.Error()
+}
