@@ -1,0 +1,146 @@
+// Package config reads the registry's settings from the environment, shared by the worker and the
+// starter so both talk to the same Temporal namespace, catalog and artifact store. With nothing set, every
+// setting points at the embedded default that `worker --dev` runs in ./.modelreg.
+package config
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+
+	"github.com/modelreg/modelreg/internal/artifact"
+	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/workflows"
+)
+
+// Config is every setting of the registry. README lists the environment variables.
+type Config struct {
+	DataDir         string // MODELREG_DATA_DIR, default ./.modelreg (the embedded default's files)
+	TemporalAddress string // TEMPORAL_ADDRESS, default 127.0.0.1:7233
+	Namespace       string // TEMPORAL_NAMESPACE, default "default"
+	TLSCert         string // TEMPORAL_TLS_CERT (client certificate file)
+	TLSKey          string // TEMPORAL_TLS_KEY
+	TLSCA           string // TEMPORAL_TLS_CA (server CA file)
+	TLSServerName   string // TEMPORAL_TLS_SERVER_NAME
+	TLS             bool   // TEMPORAL_TLS=true: TLS with the system roots
+	DatabaseURL     string // MODELREG_DATABASE_URL, default sqlite://<data dir>/catalog.db
+	ArtifactRoot    string // MODELREG_ARTIFACT_ROOT, default <data dir>/artifacts (when no S3 bucket)
+	S3              artifact.S3Config
+	SourceS3        artifact.S3Config // MODELREG_SOURCE_S3_*: where s3:// sources are read; default S3
+}
+
+// FromEnv reads Config from the environment.
+func FromEnv() (Config, error) {
+	c := Config{
+		DataDir:         env("MODELREG_DATA_DIR", ".modelreg"),
+		TemporalAddress: env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+		Namespace:       env("TEMPORAL_NAMESPACE", "default"),
+		TLSCert:         os.Getenv("TEMPORAL_TLS_CERT"),
+		TLSKey:          os.Getenv("TEMPORAL_TLS_KEY"),
+		TLSCA:           os.Getenv("TEMPORAL_TLS_CA"),
+		TLSServerName:   os.Getenv("TEMPORAL_TLS_SERVER_NAME"),
+		TLS:             os.Getenv("TEMPORAL_TLS") == "true",
+	}
+	var err error
+	if c.S3, err = (artifact.S3Config{}).FromEnv(); err != nil {
+		return c, err
+	}
+	c.DatabaseURL = env("MODELREG_DATABASE_URL", "sqlite://"+filepath.Join(c.DataDir, "catalog.db"))
+	c.ArtifactRoot = env("MODELREG_ARTIFACT_ROOT", filepath.Join(c.DataDir, "artifacts"))
+	// Sources default to the store's endpoint and credentials, with any MODELREG_SOURCE_S3_* on top.
+	if c.SourceS3, err = c.S3.FromEnvPrefix("MODELREG_SOURCE_S3_"); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func env(name, def string) string {
+	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// Dial connects to Temporal with the registry's data converter.
+func (c Config) Dial(logger *slog.Logger) (client.Client, error) {
+	opts := client.Options{
+		HostPort:      c.TemporalAddress,
+		Namespace:     c.Namespace,
+		DataConverter: workflows.NewDataConverter(),
+		Logger:        log.NewStructuredLogger(logger),
+	}
+	if c.TLS || c.TLSCert != "" || c.TLSCA != "" {
+		tc := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}
+		if c.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+			if err != nil {
+				return nil, fmt.Errorf("TEMPORAL_TLS_CERT/TEMPORAL_TLS_KEY: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		if c.TLSCA != "" {
+			pem, err := os.ReadFile(c.TLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("TEMPORAL_TLS_CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("TEMPORAL_TLS_CA %s holds no PEM certificate", c.TLSCA)
+			}
+			tc.RootCAs = pool
+		}
+		opts.ConnectionOptions.TLS = tc
+	}
+	cl, err := client.Dial(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", c.TemporalAddress, c.Namespace, err)
+	}
+	return cl, nil
+}
+
+// OpenCatalog opens the catalog and brings its schema up to date.
+func (c Config) OpenCatalog(ctx context.Context) (*catalog.Catalog, error) {
+	if strings.HasPrefix(c.DatabaseURL, "sqlite://") {
+		if err := os.MkdirAll(filepath.Dir(strings.TrimPrefix(c.DatabaseURL, "sqlite://")), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	cat, err := catalog.Open(ctx, c.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := cat.Migrate(ctx); err != nil {
+		cat.Close()
+		return nil, err
+	}
+	return cat, nil
+}
+
+// OpenStore opens the artifact store: S3 when MODELREG_S3_BUCKET is set, else the directory.
+func (c Config) OpenStore(ctx context.Context) (artifact.Store, error) {
+	if c.S3.Bucket != "" {
+		return artifact.NewS3(ctx, c.S3)
+	}
+	if c.ArtifactRoot == "" {
+		return nil, errors.New("no artifact store: set MODELREG_S3_BUCKET or MODELREG_ARTIFACT_ROOT")
+	}
+	return artifact.NewDir(c.ArtifactRoot)
+}
+
+// SourceClient is the S3 client that reads s3:// registration sources, or nil when none is configured.
+func (c Config) SourceClient(ctx context.Context) (*s3.Client, error) {
+	if c.SourceS3.Endpoint == "" && c.SourceS3.AccessKeyID == "" && c.S3.Bucket == "" && os.Getenv("AWS_ACCESS_KEY_ID") == "" {
+		return nil, nil
+	}
+	return artifact.NewS3Client(ctx, c.SourceS3)
+}

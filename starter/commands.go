@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/names"
+	"github.com/modelreg/modelreg/workflows"
+)
+
+func temporalSA(model string) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(workflows.SAModelName.ValueSet(model))
+}
+
+func describeVersion(ctx context.Context, c client.Client, model string, version int) (workflows.VersionDescription, error) {
+	var d workflows.VersionDescription
+	v, err := c.QueryWorkflow(ctx, workflows.VersionWorkflowID(model, version), "", workflows.QueryDescribe)
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return d, fmt.Errorf("model %q has no version %d (no workflow %s)", model, version, workflows.VersionWorkflowID(model, version))
+		}
+		return d, err
+	}
+	return d, v.Get(&d)
+}
+
+func modelVersionFlags(cmd *cobra.Command, model *string, version *int) {
+	cmd.Flags().StringVar(model, "model", "", "model name (required)")
+	cmd.Flags().IntVar(version, "version", 0, "version number (required)")
+	_ = cmd.MarkFlagRequired("model")
+	_ = cmd.MarkFlagRequired("version")
+}
+
+func checkModelVersion(model string, version int) error {
+	if err := names.ValidateModel(model); err != nil {
+		return err
+	}
+	if version < 1 {
+		return fmt.Errorf("--version must be 1 or more, got %d", version)
+	}
+	return nil
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	var model string
+	var version int
+	cmd := &cobra.Command{
+		Use:   "status --model NAME --version N",
+		Short: "Show a version's stage, history, validation report and refused messages (from its workflow)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkModelVersion(model, version); err != nil {
+				return err
+			}
+			c, err := a.cfg.Dial(a.logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			d, err := describeVersion(cmd.Context(), c, model, version)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(d)
+			}
+			printDescription(a.out, d)
+			return nil
+		},
+	}
+	modelVersionFlags(cmd, &model, &version)
+	return cmd
+}
+
+func printDescription(w io.Writer, d workflows.VersionDescription) {
+	s := d.State
+	fmt.Fprintf(w, "%s v%d: %s\n", d.Model, d.Version, s.Stage)
+	if s.ManifestURI != "" {
+		fmt.Fprintf(w, "manifest: %s (%s), %d files, %s\n", s.ManifestURI, s.ManifestDigest, s.Files, human(s.TotalBytes))
+	}
+	if s.Deadline != nil && s.Stage == workflows.StagePendingApproval {
+		fmt.Fprintf(w, "approval deadline: %s\n", s.Deadline.Format(time.RFC3339))
+	}
+	fmt.Fprintln(w, "history:")
+	for _, h := range s.History {
+		from := h.From
+		if from == "" {
+			from = "-"
+		}
+		fmt.Fprintf(w, "  %s  %s -> %s  by %s: %s\n", h.At.Format(time.RFC3339), from, h.To, orDash(h.Actor), h.Reason)
+	}
+	if s.Validation != nil {
+		fmt.Fprintf(w, "validation: passed=%v\n", s.Validation.Passed)
+		for _, c := range s.Validation.Checks {
+			mark := "ok  "
+			if !c.Passed {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(w, "  %s %s: %s\n", mark, c.Name, c.Detail)
+		}
+	}
+	for _, dd := range s.Decisions {
+		fmt.Fprintf(w, "decision: %s by %s via %s at %s %s\n", dd.Kind, dd.Approver, dd.Via, dd.At.Format(time.RFC3339), dd.Comment)
+	}
+	if len(s.Rejected) > 0 {
+		fmt.Fprintln(w, "refused messages:")
+		for _, r := range s.Rejected {
+			fmt.Fprintf(w, "  %s %s (%s): %s\n", r.At.Format(time.RFC3339), r.Name, r.Via, r.Reason)
+		}
+	}
+}
+
+func printReasons(w io.Writer, d workflows.VersionDescription) {
+	if n := len(d.State.History); n > 0 {
+		fmt.Fprintf(w, "reason: %s\n", d.State.History[n-1].Reason)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (a *app) withCatalog(ctx context.Context, fn func(*catalog.Catalog) error) error {
+	cat, err := a.cfg.OpenCatalog(ctx)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	return fn(cat)
+}
+
+func (a *app) listCmd() *cobra.Command {
+	var model, stage string
+	cmd := &cobra.Command{
+		Use:   "list [--model NAME] [--stage STAGE]",
+		Short: "List models, or a model's versions (from the catalog; no worker needed)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return a.withCatalog(ctx, func(cat *catalog.Catalog) error {
+				if model == "" {
+					ms, err := cat.ListModels(ctx)
+					if err != nil {
+						return err
+					}
+					if a.json {
+						return a.printJSON(ms)
+					}
+					tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "MODEL\tPRODUCTION\tUPDATED")
+					for _, m := range ms {
+						p := "-"
+						if m.ProductionVersion != nil {
+							p = "v" + strconv.Itoa(*m.ProductionVersion)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Name, p, m.UpdatedAt.Format(time.RFC3339))
+					}
+					return tw.Flush()
+				}
+				if err := names.ValidateModel(model); err != nil {
+					return err
+				}
+				if _, err := cat.GetModel(ctx, model); err != nil {
+					return err
+				}
+				vs, err := cat.ListVersions(ctx, model, stage)
+				if err != nil {
+					return err
+				}
+				if a.json {
+					return a.printJSON(vs)
+				}
+				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "VERSION\tSTAGE\tREGISTERED BY\tSOURCE RUN\tUPDATED")
+				for _, v := range vs {
+					fmt.Fprintf(tw, "v%d\t%s\t%s\t%s\t%s\n", v.Version, v.Stage, orDash(v.RegisteredBy), orDash(v.SourceRun), v.UpdatedAt.Format(time.RFC3339))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().StringVar(&model, "model", "", "model name")
+	cmd.Flags().StringVar(&stage, "stage", "", "only versions in this stage")
+	return cmd
+}
+
+func (a *app) productionCmd() *cobra.Command {
+	var model string
+	cmd := &cobra.Command{
+		Use:   "production --model NAME",
+		Short: "Which version is in production and where its artifacts are (from the catalog)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := names.ValidateModel(model); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			return a.withCatalog(ctx, func(cat *catalog.Catalog) error {
+				v, err := cat.Production(ctx, model)
+				if err != nil {
+					if errors.Is(err, catalog.ErrNotFound) {
+						if _, merr := cat.GetModel(ctx, model); merr != nil {
+							return merr
+						}
+						return fmt.Errorf("model %q has no version in production", model)
+					}
+					return err
+				}
+				if a.json {
+					return a.printJSON(v)
+				}
+				fmt.Fprintf(a.out, "%s v%d (stage %s)\nmanifest: %s\ndigest:   %s\n", v.Model, v.Version, v.Stage, v.ManifestURI, v.ManifestDigest)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&model, "model", "", "model name (required)")
+	_ = cmd.MarkFlagRequired("model")
+	return cmd
+}
+
+func (a *app) decisionCmd(kind string) *cobra.Command {
+	var model, approver, comment string
+	var version int
+	cmd := &cobra.Command{
+		Use:   kind + " --model NAME --version N [--approver WHO] [--comment TEXT]",
+		Short: strings.ToUpper(kind[:1]) + kind[1:] + " a version waiting for approval (an update on its workflow)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkModelVersion(model, version); err != nil {
+				return err
+			}
+			if approver == "" {
+				approver = currentUser()
+			}
+			c, err := a.cfg.Dial(a.logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
+				WorkflowID: workflows.VersionWorkflowID(model, version), UpdateName: kind,
+				Args: []any{workflows.Decision{Approver: approver, Comment: comment}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+			})
+			if err == nil {
+				var res workflows.DecisionResult
+				if err = h.Get(cmd.Context(), &res); err == nil {
+					if a.json {
+						return a.printJSON(res)
+					}
+					fmt.Fprintf(a.out, "%s v%d: %s\n", model, version, res.Stage)
+					return nil
+				}
+			}
+			var nf *serviceerror.NotFound
+			if errors.As(err, &nf) {
+				// Also what the server answers for a lifecycle that has ended (Rejected, Failed): say which.
+				d, derr := describeVersion(cmd.Context(), c, model, version)
+				if derr != nil {
+					return derr
+				}
+				return fmt.Errorf("%s refused: %s v%d is not waiting for a decision: its stage is %s", kind, model, version, d.State.Stage)
+			}
+			return fmt.Errorf("%s refused: %w", kind, err)
+		},
+	}
+	modelVersionFlags(cmd, &model, &version)
+	cmd.Flags().StringVar(&approver, "approver", "", "who decides (default: the current user)")
+	cmd.Flags().StringVar(&comment, "comment", "", "why")
+	return cmd
+}
+
+func (a *app) rollbackCmd() *cobra.Command {
+	var model, actor, reason string
+	var to int
+	cmd := &cobra.Command{
+		Use:   "rollback --model NAME [--to N] [--reason TEXT]",
+		Short: "Put an archived version back into production (default: the most recently archived)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := names.ValidateModel(model); err != nil {
+				return err
+			}
+			if actor == "" {
+				actor = currentUser()
+			}
+			c, err := a.cfg.Dial(a.logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
+				WorkflowID: workflows.ModelWorkflowID(model), UpdateName: workflows.UpdateRollback,
+				Args:         []any{workflows.RollbackRequest{SchemaVersion: workflows.SchemaVersion, To: to, Actor: actor, Reason: reason}},
+				WaitForStage: client.WorkflowUpdateStageCompleted,
+			})
+			var res workflows.ProductionResult
+			if err == nil {
+				err = h.Get(cmd.Context(), &res)
+			}
+			if err != nil {
+				var nf *serviceerror.NotFound
+				if errors.As(err, &nf) {
+					return fmt.Errorf("model %q does not exist", model)
+				}
+				return fmt.Errorf("rollback refused: %w", err)
+			}
+			if a.json {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.out, "%s: v%d is in production again (v%d archived)\n", model, res.Version, res.Previous)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&model, "model", "", "model name (required)")
+	cmd.Flags().IntVar(&to, "to", 0, "archived version to restore")
+	cmd.Flags().StringVar(&actor, "actor", "", "who rolls back (default: the current user)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why")
+	_ = cmd.MarkFlagRequired("model")
+	return cmd
+}

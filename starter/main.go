@@ -1,0 +1,66 @@
+// Command starter is the registry's command-line tool for training jobs, approvers, deployers and
+// operators: register versions, follow them, decide on them, and ask what is in production.
+//
+// cobra is used for the command tree because it is what the temporal CLI itself uses: subcommands,
+// flag parsing and help output come for free and look familiar to operators.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelreg/modelreg/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRoot()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+type app struct {
+	cfg    config.Config
+	out    io.Writer
+	errOut io.Writer
+	json   bool
+	logger *slog.Logger
+}
+
+func newRoot() *cobra.Command {
+	a := &app{out: os.Stdout, errOut: os.Stderr}
+	root := &cobra.Command{
+		Use:           "starter",
+		Short:         "Register model versions and drive their lifecycle in the modelreg registry",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			// The SDK logs connection chatter at info; a CLI only wants warnings.
+			a.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			var err error
+			a.cfg, err = config.FromEnv()
+			return err
+		},
+	}
+	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON instead of text")
+	root.AddCommand(a.registerCmd(), a.statusCmd(), a.listCmd(), a.productionCmd(),
+		a.decisionCmd("approve"), a.decisionCmd("reject"), a.rollbackCmd(), a.policyCmd())
+	return root
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/names"
+)
+
+func (a *app) policyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Set or show a model's validation and deployment policy"}
+	var (
+		model, champion          string
+		thresholds, files, hooks []string
+		tolerance                float64
+		lowerBetter              bool
+		approvalTimeout          time.Duration
+	)
+	set := &cobra.Command{
+		Use:   "set --model NAME [flags]",
+		Short: "Replace the model's policy (applies to versions validated from now on)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := names.ValidateModel(model); err != nil {
+				return err
+			}
+			p := catalog.Policy{RequiredFiles: files, ChampionMetric: champion, ChampionTolerance: tolerance,
+				ChampionLowerIsBetter: lowerBetter, ApprovalTimeoutSeconds: int64(approvalTimeout / time.Second)}
+			for _, t := range thresholds {
+				th, err := parseThreshold(t)
+				if err != nil {
+					return err
+				}
+				p.Thresholds = append(p.Thresholds, th)
+			}
+			for _, f := range files {
+				if _, err := names.CleanArtifactPath(f); err != nil {
+					return fmt.Errorf("--require-file: %w", err)
+				}
+			}
+			for _, h := range hooks {
+				u, err := url.Parse(h)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("--webhook %q is not an http(s) URL", h)
+				}
+				p.Webhooks = append(p.Webhooks, h)
+			}
+			if tolerance < 0 || approvalTimeout < 0 {
+				return fmt.Errorf("--champion-tolerance and --approval-timeout cannot be negative")
+			}
+			ctx := cmd.Context()
+			return a.withCatalog(ctx, func(cat *catalog.Catalog) error {
+				if err := cat.SetPolicy(ctx, model, p); err != nil {
+					return err
+				}
+				if a.json {
+					return a.printJSON(p)
+				}
+				fmt.Fprintf(a.out, "policy of %s set\n", model)
+				return nil
+			})
+		},
+	}
+	f := set.Flags()
+	f.StringVar(&model, "model", "", "model name (required)")
+	f.StringArrayVar(&thresholds, "threshold", nil, "metric gate like 'accuracy>=0.9' (ops >=, >, <=, <; repeatable)")
+	f.StringArrayVar(&files, "require-file", nil, "file every version must contain (repeatable)")
+	f.StringVar(&champion, "champion-metric", "", "metric compared with the production version")
+	f.Float64Var(&tolerance, "champion-tolerance", 0, "how much worse than production the challenger may be")
+	f.BoolVar(&lowerBetter, "champion-lower-is-better", false, "smaller champion-metric values are better (e.g. a loss)")
+	f.StringArrayVar(&hooks, "webhook", nil, "URL that receives deployment events (repeatable)")
+	f.DurationVar(&approvalTimeout, "approval-timeout", 0, "reject versions not decided within this time (e.g. 72h; 0 = never)")
+	_ = set.MarkFlagRequired("model")
+
+	var showModel string
+	show := &cobra.Command{
+		Use:   "show --model NAME",
+		Short: "Print the model's policy as JSON",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := names.ValidateModel(showModel); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			return a.withCatalog(ctx, func(cat *catalog.Catalog) error {
+				p, err := cat.GetPolicy(ctx, showModel)
+				if err != nil {
+					return err
+				}
+				return a.printJSON(p)
+			})
+		},
+	}
+	show.Flags().StringVar(&showModel, "model", "", "model name (required)")
+	_ = show.MarkFlagRequired("model")
+	cmd.AddCommand(set, show)
+	return cmd
+}
+
+var thresholdRe = regexp.MustCompile(`^\s*([A-Za-z0-9_.:/-]+)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$`)
+
+func parseThreshold(s string) (catalog.Threshold, error) {
+	m := thresholdRe.FindStringSubmatch(s)
+	if m == nil {
+		return catalog.Threshold{}, fmt.Errorf("--threshold %q is not like 'accuracy>=0.9'", s)
+	}
+	v, err := strconv.ParseFloat(m[3], 64)
+	if err != nil {
+		return catalog.Threshold{}, fmt.Errorf("--threshold %q: %v", s, err)
+	}
+	return catalog.Threshold{Metric: m[1], Op: m[2], Value: v}, nil
+}

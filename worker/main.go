@@ -1,0 +1,137 @@
+// Command worker runs the model registry: the Temporal worker that executes every model's and version's
+// lifecycle. With --dev it also runs everything the registry needs in this one process tree, with no
+// setup: a Temporal dev server (persisted to a file, with its Web UI), a SQLite catalog and a
+// local-directory artifact store, all under --data-dir.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/modelreg/modelreg/activities"
+	"github.com/modelreg/modelreg/internal/config"
+	"github.com/modelreg/modelreg/internal/devserver"
+)
+
+func main() {
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := run(logger); err != nil {
+		logger.Error("worker stopped", "error", err.Error())
+		os.Exit(1)
+	}
+}
+
+func run(logger *slog.Logger) error {
+	dev := flag.Bool("dev", false, "run the embedded default: a Temporal dev server with Web UI, a SQLite catalog and a directory artifact store under --data-dir")
+	dataDir := flag.String("data-dir", "", "directory of the embedded default's files (default $MODELREG_DATA_DIR or ./.modelreg)")
+	devPort := flag.Int("dev-port", 7233, "with --dev: the Temporal frontend port")
+	uiPort := flag.Int("ui-port", 8233, "with --dev: the Temporal Web UI port")
+	headless := flag.Bool("headless", false, "with --dev: no Web UI")
+	flag.Parse()
+
+	if *dataDir != "" {
+		os.Setenv("MODELREG_DATA_DIR", *dataDir)
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if *dev {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return err
+		}
+		bin, ok := devserver.FindBinary()
+		if !ok {
+			logger.Info("the temporal CLI is not installed; building it once with go install (takes a few minutes)", "module", devserver.CLIModule)
+			var err error
+			if bin, err = devserver.InstallBinary(ctx, os.Stderr); err != nil {
+				return err
+			}
+		}
+		srv, err := devserver.Start(ctx, devserver.Options{
+			Binary: bin, DBFile: filepath.Join(cfg.DataDir, "temporal.db"), Port: *devPort, UIPort: *uiPort,
+			Headless: *headless, Namespace: cfg.Namespace, Log: os.Stderr,
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		cfg.TemporalAddress = srv.Address
+		logger.Info("embedded default running", "temporal", srv.Address, "webUI", srv.UIURL,
+			"catalog", cfg.DatabaseURL, "artifacts", cfg.ArtifactRoot)
+	}
+
+	cat, err := cfg.OpenCatalog(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	defer cat.Close()
+	store, err := cfg.OpenStore(ctx)
+	if err != nil {
+		return fmt.Errorf("artifact store: %w", err)
+	}
+	src, err := cfg.SourceClient(ctx)
+	if err != nil {
+		return fmt.Errorf("s3 source client: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "modelreg-import-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	c, err := dialRetry(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	acts := &activities.Activities{
+		Catalog: cat, Store: store, SourceS3: src, Temporal: c, TempDir: tmp,
+		HTTP: &http.Client{Timeout: 30 * time.Second},
+	}
+	w := newWorker(c, acts, worker.Options{})
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Stop()
+	logger.Info("worker started", "taskQueue", "model-registry", "temporal", cfg.TemporalAddress, "namespace", cfg.Namespace)
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return nil
+}
+
+// dialRetry waits for Temporal: a worker started alongside its server (compose, systemd) must not die
+// because the server is a few seconds slower.
+func dialRetry(ctx context.Context, cfg config.Config, logger *slog.Logger) (client.Client, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		c, err := cfg.Dial(logger)
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, err
+		}
+		logger.Warn("Temporal not reachable yet; retrying", "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
