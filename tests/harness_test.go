@@ -328,3 +328,23 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 }
 
 func sleep() { time.Sleep(300 * time.Millisecond) }
+
+// recordHistory saves a workflow's history into testdata when MODELREG_RECORD_HISTORIES=1, so that
+// TestReplayRecordedHistories replays it against every later version of the workflow code.
+func (h *harness) recordHistory(workflowID, name string) {
+	h.t.Helper()
+	if os.Getenv("MODELREG_RECORD_HISTORIES") != "1" {
+		return
+	}
+	out, err := h.cli("workflow", "show", "--workflow-id", workflowID, "-o", "json")
+	if err != nil {
+		h.t.Fatalf("export history of %s: %v\n%s", workflowID, err, out)
+	}
+	path := filepath.Join("testdata", "histories", name+".json")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}

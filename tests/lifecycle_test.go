@@ -171,6 +171,9 @@ func TestLifecycleEndToEnd(t *testing.T) {
 	if err == nil || !strings.Contains(out, "not waiting for a decision") {
 		t.Fatalf("late approve: %v\n%s", err, out)
 	}
+	h.recordHistory("model/fraud", "model-promote-rollback")
+	h.recordHistory("model/fraud/v1", "version-production-archived-restored")
+	h.recordHistory("model/fraud/v2", "version-s3-source-signal-approved-archived")
 }
 
 // TestValidationRejectsAndBadInput covers validation failures and the bad input a user can send, each
@@ -269,6 +272,9 @@ func TestValidationRejectsAndBadInput(t *testing.T) {
 	if !strings.Contains(out, "Rejected") {
 		t.Fatalf("reject output: %s", out)
 	}
+	h.recordHistory("model/churn/v1", "version-rejected-by-validation")
+	h.recordHistory("model/churn/v2", "version-failed-missing-source")
+	h.recordHistory("model/churn/v3", "version-malformed-signals-rejected")
 }
 
 func mkdir(t *testing.T, p string) string {

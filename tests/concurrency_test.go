@@ -1,0 +1,104 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// TestConcurrentRegistrations checks invariant 5 through the real CLI: concurrent registrations of one
+// model get versions 1..N with no gap or duplicate, retries of one idempotency key get one version, and
+// the model workflow keeps all of that across continue-as-new (forced with a small maxHistoryEvents,
+// set by starting the workflow with the temporal CLI as an operator could).
+func TestConcurrentRegistrations(t *testing.T) {
+	h := newHarness(t)
+	h.mustCLI("workflow", "start", "--type", "ModelWorkflow", "--task-queue", "model-registry", "--workflow-id", "model/ops",
+		"--input", `{"schemaVersion": 1, "model": "ops", "maxHistoryEvents": 40}`)
+
+	dir := filepath.Join(h.dir, "art")
+	writeFiles(t, dir, map[string]string{"model.bin": "ops weights"})
+	re := regexp.MustCompile(`ops v(\d+)`)
+	var mu sync.Mutex
+	versions := map[string][]int{}
+	var wg sync.WaitGroup
+	register := func(key string) {
+		defer wg.Done()
+		out, errOut, err := h.starter("register", "--model", "ops", "--dir", dir, "--idempotency-key", key)
+		if err != nil {
+			t.Errorf("register %s: %v\n%s", key, err, errOut)
+			return
+		}
+		m := re.FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("register %s output: %s", key, out)
+			return
+		}
+		v, _ := strconv.Atoi(m[1])
+		mu.Lock()
+		versions[key] = append(versions[key], v)
+		mu.Unlock()
+	}
+	const distinct, retries = 6, 5
+	for i := 0; i < distinct; i++ {
+		wg.Add(1)
+		go register(fmt.Sprintf("job-%d", i))
+	}
+	for i := 0; i < retries; i++ {
+		wg.Add(1)
+		go register("same-job")
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	var all []int
+	for key, vs := range versions {
+		for _, v := range vs[1:] {
+			if v != vs[0] {
+				t.Fatalf("key %s got versions %v", key, vs)
+			}
+		}
+		all = append(all, vs[0])
+	}
+	sort.Ints(all)
+	for i, v := range all {
+		if v != i+1 {
+			t.Fatalf("versions %v: want 1..%d with no gap or duplicate", all, distinct+1)
+		}
+	}
+	if n := len(versions["same-job"]); n != retries {
+		t.Fatalf("same-job answered %d times", n)
+	}
+
+	// The catalog agrees, and the model workflow continued as new at least once carrying its state.
+	vs, err := h.catalog.ListVersions(t.Context(), "ops", "")
+	if err != nil || len(vs) != distinct+1 {
+		t.Fatalf("catalog versions: %d %v", len(vs), err)
+	}
+	out := h.mustCLI("workflow", "query", "--workflow-id", "model/ops", "--name", "describe", "-o", "json")
+	var res struct {
+		QueryResult []struct {
+			State struct {
+				NextVersion int            `json:"nextVersion"`
+				Keys        map[string]int `json:"keys"`
+				Runs        int            `json:"runs"`
+			} `json:"state"`
+		} `json:"queryResult"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.QueryResult) != 1 {
+		t.Fatalf("describe: %v\n%s", err, out)
+	}
+	st := res.QueryResult[0].State
+	if st.NextVersion != distinct+2 || len(st.Keys) != distinct+1 || st.Runs < 2 {
+		t.Fatalf("model state after continue-as-new: %+v", st)
+	}
+	for _, v := range all {
+		h.waitStage("ops", v, "PendingApproval")
+	}
+	h.recordHistory("model/ops", "model-concurrent-registrations-continued-as-new")
+}
