@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 }
 
 // buildBinaries builds the worker and starter the way a user would, once per test binary.
-func buildBinaries(t *testing.T) {
+func buildBinaries(t testing.TB) {
 	t.Helper()
 	bins.once.Do(func() {
 		bins.dir, bins.err = os.MkdirTemp("", "modelreg-e2e-bin-")
@@ -65,7 +65,7 @@ func buildBinaries(t *testing.T) {
 }
 
 type harness struct {
-	t         *testing.T
+	t         testing.TB
 	dir       string
 	temporal  string // CLI binary
 	address   string
@@ -80,7 +80,7 @@ type harness struct {
 	catalog   *catalog.Catalog
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	buildBinaries(t)
 	h := &harness{t: t, dir: t.TempDir(), bucket: "registry"}
@@ -280,7 +280,7 @@ type webhook struct {
 	fail   int // answer 503 to this many requests first
 }
 
-func newWebhook(t *testing.T) *webhook {
+func newWebhook(t testing.TB) *webhook {
 	w := &webhook{counts: map[string]int{}}
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -314,7 +314,7 @@ func (w *webhook) snapshot() (map[string]int, []activities.DeploymentEvent) {
 	return c, append([]activities.DeploymentEvent(nil), w.events...)
 }
 
-func writeFiles(t *testing.T, dir string, files map[string]string) {
+func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for p, content := range files {
 		full := filepath.Join(dir, p)

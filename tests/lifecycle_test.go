@@ -51,6 +51,11 @@ func TestLifecycleEndToEnd(t *testing.T) {
 		t.Fatalf("pending list: %v", ids)
 	}
 
+	// The deployment webhook is down for its first two deliveries: promotion waits and retries.
+	h.hook.mu.Lock()
+	h.hook.fail = 2
+	h.hook.mu.Unlock()
+
 	// Approve with the temporal CLI's update, as an approver would.
 	out = h.mustCLI("workflow", "update", "execute", "--workflow-id", "model/fraud/v1", "--name", "approve",
 		"--input", `{"approver": "alice", "comment": "offline eval ok"}`)
@@ -142,6 +147,9 @@ func TestLifecycleEndToEnd(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("event %s delivered %d times", id, n)
 		}
+	}
+	if h.hook.fail != 0 {
+		t.Fatalf("the webhook's refusals were not retried past: %d left", h.hook.fail)
 	}
 	if events[1].ManifestDigest != prod.ManifestDigest || events[1].ManifestURI != prod.ManifestURI {
 		t.Fatalf("event names manifest %s %s, catalog %s %s", events[1].ManifestURI, events[1].ManifestDigest, prod.ManifestURI, prod.ManifestDigest)
@@ -239,6 +247,14 @@ func TestValidationRejectsAndBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A training job sending JSON itself (any SDK, or the temporal CLI) is held to the same rules: the
+	// register update's validator refuses a path that escapes the artifact directory, back to the sender.
+	bad := fmt.Sprintf(`{"schemaVersion":1,"model":"churn","idempotencyKey":"escape","source":{"files":[{"path":"../../etc/passwd","size":1,"sha256":"%s"}]}}`, strings.Repeat("a", 64))
+	out, err = h.cli("workflow", "update", "execute", "--workflow-id", "model/churn", "--name", "register", "--input", bad)
+	if err == nil || !strings.Contains(out, "escapes the artifact directory") {
+		t.Fatalf("register with ../ path: %v\n%s", err, out)
+	}
+
 	// None of the refused registrations minted a version or wrote a row.
 	if vs, err := h.catalog.ListVersions(ctx, "churn", ""); err != nil || len(vs) != 1 {
 		t.Fatalf("versions after bad input: %+v %v", vs, err)
