@@ -57,19 +57,26 @@ func (a *Activities) CreateVersion(ctx context.Context, v catalog.Version) error
 
 // RecordTransition moves a version's catalog stage, fenced by seq, and appends the audit row. Leaving or
 // entering Archived also moves the archived mark on the version's artifacts.
+//
+// The catalog goes first and the mark follows what it holds afterwards: a transition the catalog refuses
+// (a second Production version) leaves the mark alone, and a late retry that the fence turns away (a
+// newer transition is stored) does not overwrite the mark that newer transition set. A retry after a
+// crash between the two writes finds its own seq stored and sets the mark again.
 func (a *Activities) RecordTransition(ctx context.Context, t catalog.Transition) error {
-	if t.To == catalog.StageArchived {
-		if err := a.Store.SetArchived(ctx, t.Model, t.Version, true); err != nil {
-			return err
-		}
+	if _, err := a.Catalog.RecordTransition(ctx, t); err != nil {
+		return err
 	}
-	if t.From == catalog.StageArchived && t.To == catalog.StageProduction {
-		if err := a.Store.SetArchived(ctx, t.Model, t.Version, false); err != nil {
-			return err
-		}
+	if t.To != catalog.StageArchived && !(t.From == catalog.StageArchived && t.To == catalog.StageProduction) {
+		return nil
 	}
-	_, err := a.Catalog.RecordTransition(ctx, t)
-	return err
+	v, err := a.Catalog.GetVersion(ctx, t.Model, t.Version)
+	if err != nil {
+		return err
+	}
+	if v.Seq != t.Seq {
+		return nil // fenced off: a newer transition owns the mark
+	}
+	return a.Store.SetArchived(ctx, t.Model, t.Version, v.Stage == catalog.StageArchived)
 }
 
 // SetProductionInput moves the model's production pointer.
@@ -144,6 +151,12 @@ func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput)
 	if len(files) == 0 {
 		return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError("the version has no artifact files", ErrTypeBadSource, nil)
 	}
+	// An error here must fail the attempt before anything is written: a manifest written with another
+	// time would contradict the next attempt's, and ErrManifestConflict fails the version for good.
+	createdAt, err := a.versionCreatedAt(ctx, in.Model, in.Version)
+	if err != nil {
+		return StoreArtifactsResult{}, err
+	}
 	files = append([]artifact.FileEntry(nil), files...)
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	m := artifact.Manifest{
@@ -153,7 +166,7 @@ func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput)
 		Files:         files,
 		// The manifest is written once; a retry must produce the same bytes, so its time comes from the
 		// catalog row (stable across attempts), not from the clock.
-		CreatedAt: a.versionCreatedAt(ctx, in.Model, in.Version),
+		CreatedAt: createdAt,
 	}
 	uri, digest, err := a.Store.PutManifest(ctx, m)
 	if err != nil {
@@ -172,12 +185,12 @@ func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput)
 	return StoreArtifactsResult{ManifestURI: uri, ManifestDigest: digest, Files: len(files), TotalBytes: total}, nil
 }
 
-func (a *Activities) versionCreatedAt(ctx context.Context, model string, version int) time.Time {
+func (a *Activities) versionCreatedAt(ctx context.Context, model string, version int) (time.Time, error) {
 	v, err := a.Catalog.GetVersion(ctx, model, version)
 	if err != nil {
-		return time.Time{}
+		return time.Time{}, err
 	}
-	return v.CreatedAt.UTC().Truncate(time.Second)
+	return v.CreatedAt.UTC().Truncate(time.Second), nil
 }
 
 func heartbeat(ctx context.Context) artifact.Progress {

@@ -132,14 +132,18 @@ func readMetrics(path string) (map[string]float64, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("metrics file %s is not a JSON object of numbers: %v", path, err)
 	}
-	if dec.More() {
+	if raw == nil { // the literal null decodes into a nil map without an error
+		return nil, fmt.Errorf("metrics file %s is null, not a JSON object of numbers", path)
+	}
+	// dec.More is false for a stray ']' or '}', so look at the bytes themselves.
+	if len(bytes.TrimSpace(b[dec.InputOffset():])) > 0 {
 		return nil, fmt.Errorf("metrics file %s has data after its JSON object", path)
 	}
 	out := map[string]float64{}
 	for k, v := range raw {
 		n, ok := v.(json.Number)
 		if !ok {
-			return nil, fmt.Errorf("metrics file %s: metric %q is %v, not a number", path, k, v)
+			return nil, fmt.Errorf("metrics file %s: metric %q is %s, not a number", path, k, jsonKind(v))
 		}
 		f, err := n.Float64()
 		if err != nil {
@@ -151,6 +155,23 @@ func readMetrics(path string) (map[string]float64, error) {
 		return nil, fmt.Errorf("metrics file %s: %w", path, err)
 	}
 	return out, nil
+}
+
+// jsonKind describes a decoded JSON value that is not a number, for error messages.
+func jsonKind(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return fmt.Sprintf("the string %q", v)
+	case bool:
+		return fmt.Sprintf("the boolean %t", v)
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 func parseParams(kvs []string) (map[string]string, error) {

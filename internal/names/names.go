@@ -7,6 +7,8 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 var modelRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -31,8 +33,13 @@ func CleanArtifactPath(p string) (string, error) {
 	if strings.ContainsAny(p, "\\\x00") {
 		return "", fmt.Errorf("artifact path %q contains a backslash or NUL byte", p)
 	}
+	// Object keys and the manifest's JSON are UTF-8: invalid bytes would be rewritten to U+FFFD on the
+	// way, so two distinct local names could become the same manifest path.
+	if !utf8.ValidString(p) {
+		return "", fmt.Errorf("artifact path %q is not valid UTF-8", p)
+	}
 	for _, r := range p {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) { // C0, DEL and C1 (U+0080-U+009F)
 			return "", fmt.Errorf("artifact path %q contains a control character", p)
 		}
 	}
