@@ -128,10 +128,46 @@ func (c *Catalog) Close() error { return c.db.Close() }
 
 // Migrate brings the schema up to date. It is safe to call on every start: applied migrations are
 // skipped, and on PostgreSQL an advisory lock serializes workers starting at the same time.
-func (c *Catalog) Migrate(ctx context.Context) error {
+func (c *Catalog) Migrate(ctx context.Context) error { return c.migrate(ctx, goose.MaxVersion) }
+
+// migrate applies the migrations up to and including version target.
+func (c *Catalog) migrate(ctx context.Context, target int64) error {
+	p, err := c.migrationProvider()
+	if err != nil {
+		return err
+	}
+	// SQLite has no advisory lock, so processes migrating a fresh file together race: the loser picks a
+	// migration the winner is applying and fails on it. Each migration runs in one transaction, DDL
+	// included, so the loser wrote nothing, and a retry finds the winner's work. A loser fails at most
+	// once per migration (it lists what is pending once per attempt) and once creating goose's own table.
+	attempts := len(p.ListSources()) + 2
+	for attempt := 1; ; attempt++ {
+		_, err = p.UpTo(ctx, target)
+		if err == nil {
+			return nil
+		}
+		if c.dialect != DialectSQLite || attempt >= attempts || ctx.Err() != nil {
+			return fmt.Errorf("catalog: migrate %s: %w", c.dialect, err)
+		}
+	}
+}
+
+// migrateDown reverts the migrations above version target (for tests of the down migrations).
+func (c *Catalog) migrateDown(ctx context.Context, target int64) error {
+	p, err := c.migrationProvider()
+	if err != nil {
+		return err
+	}
+	if _, err := p.DownTo(ctx, target); err != nil {
+		return fmt.Errorf("catalog: migrate %s down to %d: %w", c.dialect, target, err)
+	}
+	return nil
+}
+
+func (c *Catalog) migrationProvider() (*goose.Provider, error) {
 	sub, err := fs.Sub(migrations, "migrations/"+c.dialect)
 	if err != nil {
-		return fmt.Errorf("catalog: migrations for %s: %w", c.dialect, err)
+		return nil, fmt.Errorf("catalog: migrations for %s: %w", c.dialect, err)
 	}
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	gooseDialect := goose.DialectSQLite3
@@ -140,27 +176,16 @@ func (c *Catalog) Migrate(ctx context.Context) error {
 		// Probe every second, for up to five minutes, rather than goose's default of every five seconds.
 		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
 		if err != nil {
-			return fmt.Errorf("catalog: migration lock: %w", err)
+			return nil, fmt.Errorf("catalog: migration lock: %w", err)
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	for attempt := 1; ; attempt++ {
-		// The provider is not closed: its Close would close our *sql.DB.
-		p, err := goose.NewProvider(gooseDialect, c.db.DB, sub, opts...)
-		if err != nil {
-			return fmt.Errorf("catalog: migrations: %w", err)
-		}
-		_, err = p.Up(ctx)
-		if err == nil {
-			return nil
-		}
-		// SQLite has no advisory lock, so processes migrating a fresh file together race: the loser
-		// picks a migration the winner is applying and fails on it. Each migration runs in one
-		// transaction, DDL included, so the loser wrote nothing, and a retry finds the winner's work.
-		if c.dialect != DialectSQLite || attempt == 3 || ctx.Err() != nil {
-			return fmt.Errorf("catalog: migrate %s: %w", c.dialect, err)
-		}
+	// The provider is not closed: its Close would close our *sql.DB.
+	p, err := goose.NewProvider(gooseDialect, c.db.DB, sub, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: migrations: %w", err)
 	}
+	return p, nil
 }
 
 // inTx runs fn in a transaction, committing if it returns nil.

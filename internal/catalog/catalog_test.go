@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,10 @@ var contract = []struct {
 	{"SetProduction", testSetProduction},
 	{"ListsAndOrder", testListsAndOrder},
 	{"Concurrency", testConcurrency},
+	{"PolicyValidation", testPolicyValidation},
+	{"Decisions", testDecisions},
+	{"ProductionAt", testProductionAt},
+	{"MigrateFrom00001", testMigrateFrom00001},
 }
 
 func TestContract(t *testing.T) {
@@ -828,3 +833,455 @@ func testConcurrency(t *testing.T, url string) {
 }
 
 var errNotApplied = errors.New("not applied")
+
+func testPolicyValidation(t *testing.T, url string) {
+	ctx := context.Background()
+	c := open(t, url)
+	valid := catalog.Policy{
+		RequiredApprovals:       2,
+		AllowedApprovers:        []string{"alice", "bob"},
+		AllowSelfApproval:       true,
+		ReminderIntervalSeconds: 600,
+		Validators: []catalog.ExternalValidator{
+			{Name: "ci", URL: "https://ci.example/validate", TimeoutSeconds: 600},
+			{Name: "load-test_2.v1", URL: "http://127.0.0.1:8080/hook", TimeoutSeconds: 1},
+		},
+	}
+	if err := c.SetPolicy(ctx, "fraud", valid); err != nil {
+		t.Fatalf("SetPolicy(valid): %v", err)
+	}
+	if got, err := c.GetPolicy(ctx, "fraud"); err != nil || !reflect.DeepEqual(got, valid) {
+		t.Fatalf("GetPolicy = %+v, %v; want %+v", got, err, valid)
+	}
+	for _, n := range []int{0, 20} {
+		p := valid
+		p.RequiredApprovals = n
+		if err := c.SetPolicy(ctx, "fraud", p); err != nil {
+			t.Errorf("SetPolicy with requiredApprovals %d: %v", n, err)
+		}
+	}
+	if err := c.SetPolicy(ctx, "fraud", valid); err != nil {
+		t.Fatal(err)
+	}
+
+	validator := func(name, url string, timeout int64) []catalog.ExternalValidator {
+		return []catalog.ExternalValidator{{Name: name, URL: url, TimeoutSeconds: timeout}}
+	}
+	long := strings.Repeat("a", 64)
+	cases := []struct {
+		name  string
+		edit  func(p *catalog.Policy)
+		field string // what the error must name
+	}{
+		{"negative quorum", func(p *catalog.Policy) { p.RequiredApprovals = -1 }, "requiredApprovals"},
+		{"quorum above 20", func(p *catalog.Policy) { p.RequiredApprovals = 21 }, "requiredApprovals"},
+		{"empty approver", func(p *catalog.Policy) { p.AllowedApprovers = []string{"alice", ""} }, "allowedApprovers[1]"},
+		{"blank approver", func(p *catalog.Policy) { p.AllowedApprovers = []string{"  "} }, "allowedApprovers[0]"},
+		{"padded approver", func(p *catalog.Policy) { p.AllowedApprovers = []string{"alice "} }, "allowedApprovers[0]"},
+		{"duplicate approver", func(p *catalog.Policy) { p.AllowedApprovers = []string{"alice", "bob", "alice"} }, "allowedApprovers[2]"},
+		{"negative reminder", func(p *catalog.Policy) { p.ReminderIntervalSeconds = -5 }, "reminderIntervalSeconds"},
+		{"empty validator name", func(p *catalog.Policy) { p.Validators = validator("", "https://ci.example", 60) }, "validators[0].name"},
+		{"upper-case validator name", func(p *catalog.Policy) { p.Validators = validator("CI", "https://ci.example", 60) }, "validators[0].name"},
+		{"validator name starting with '-'", func(p *catalog.Policy) { p.Validators = validator("-ci", "https://ci.example", 60) }, "validators[0].name"},
+		{"validator name with '/'", func(p *catalog.Policy) { p.Validators = validator("ci/x", "https://ci.example", 60) }, "validators[0].name"},
+		{"validator name of 64", func(p *catalog.Policy) { p.Validators = validator(long, "https://ci.example", 60) }, "validators[0].name"},
+		{"duplicate validator name", func(p *catalog.Policy) {
+			p.Validators = append(validator("ci", "https://a.example", 60), validator("ci", "https://b.example", 60)...)
+		}, "validators[1].name"},
+		{"ftp validator", func(p *catalog.Policy) { p.Validators = validator("ci", "ftp://ci.example/x", 60) }, "validators[0] (ci).url"},
+		{"relative validator URL", func(p *catalog.Policy) { p.Validators = validator("ci", "/validate", 60) }, "validators[0] (ci).url"},
+		{"validator URL without host", func(p *catalog.Policy) { p.Validators = validator("ci", "https:///validate", 60) }, "validators[0] (ci).url"},
+		{"empty validator URL", func(p *catalog.Policy) { p.Validators = validator("ci", "", 60) }, "validators[0] (ci).url"},
+		{"zero validator timeout", func(p *catalog.Policy) { p.Validators = validator("ci", "https://ci.example", 0) }, "validators[0] (ci).timeoutSeconds"},
+		{"negative validator timeout", func(p *catalog.Policy) { p.Validators = validator("ci", "https://ci.example", -1) }, "validators[0] (ci).timeoutSeconds"},
+		{"NaN threshold", func(p *catalog.Policy) {
+			p.Thresholds = []catalog.Threshold{{Metric: "auc", Op: ">=", Value: math.NaN()}}
+		}, `"auc"`},
+		{"infinite tolerance", func(p *catalog.Policy) { p.ChampionTolerance = math.Inf(1) }, "championTolerance"},
+	}
+	for _, tc := range cases {
+		p := valid
+		p.AllowedApprovers = slices.Clone(valid.AllowedApprovers)
+		p.Validators = slices.Clone(valid.Validators)
+		tc.edit(&p)
+		err := c.SetPolicy(ctx, "fraud", p)
+		if err == nil {
+			t.Errorf("%s: SetPolicy succeeded", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), `"fraud"`) {
+			t.Errorf("%s: error %q does not name the field %s and the model", tc.name, err, tc.field)
+		}
+		if err := catalog.ValidatePolicy(p); err == nil {
+			t.Errorf("%s: ValidatePolicy accepted it", tc.name)
+		}
+	}
+	// Nothing refused was written.
+	if got, err := c.GetPolicy(ctx, "fraud"); err != nil || !reflect.DeepEqual(got, valid) {
+		t.Fatalf("GetPolicy after refused policies = %+v, %v; want %+v", got, err, valid)
+	}
+	// Refused before writing: a refused policy does not create the model either.
+	err := c.SetPolicy(ctx, "churn", catalog.Policy{RequiredApprovals: 99})
+	if err == nil {
+		t.Fatal("SetPolicy(churn, requiredApprovals 99) succeeded")
+	}
+	_, err = c.GetModel(ctx, "churn")
+	wantErr(t, "GetModel after a refused SetPolicy", err, catalog.ErrNotFound)
+}
+
+// decisionIDs summarizes decisions as "v<version>/<id>" items.
+func decisionIDs(ds []catalog.Decision) string {
+	var b []string
+	for _, d := range ds {
+		b = append(b, fmt.Sprintf("v%d/%s", d.Version, d.ID))
+	}
+	return strings.Join(b, " ")
+}
+
+func decisions(t *testing.T, c *catalog.Catalog, model string, n int) []catalog.Decision {
+	t.Helper()
+	ds, err := c.Decisions(context.Background(), model, n)
+	if err != nil {
+		t.Fatalf("Decisions(%s, %d): %v", model, n, err)
+	}
+	return ds
+}
+
+func testDecisions(t *testing.T, url string) {
+	ctx := context.Background()
+	c := open(t, url)
+	create(t, c, "fraud", 1)
+	create(t, c, "fraud", 2)
+	create(t, c, "churn", 1)
+	if ds := decisions(t, c, "fraud", 0); len(ds) != 0 {
+		t.Fatalf("Decisions before any = %+v", ds)
+	}
+
+	base := time.Now().UTC().Truncate(time.Microsecond).Add(time.Hour)
+	first := catalog.Decision{Model: "fraud", Version: 1, ID: "upd-1", Kind: catalog.DecisionApprove, Via: catalog.ViaUpdate,
+		Approver: "alice", Comment: "looks good", Digest: "sha256:aa", Accepted: true, At: base.Add(2 * time.Second)}
+	for range 3 {
+		if err := c.RecordDecision(ctx, first); err != nil {
+			t.Fatalf("RecordDecision: %v", err)
+		}
+	}
+	// A retry with the same id is a no-op even if its content differs: the first write wins.
+	retry := first
+	retry.Kind, retry.Accepted, retry.Reason, retry.At = catalog.DecisionReject, false, "changed my mind", base.Add(time.Hour)
+	if err := c.RecordDecision(ctx, retry); err != nil {
+		t.Fatalf("RecordDecision retry with other content: %v", err)
+	}
+	ds := decisions(t, c, "fraud", 1)
+	if len(ds) != 1 || !reflect.DeepEqual(ds[0], first) {
+		t.Fatalf("Decisions after retries = %+v\nwant [%+v]", ds, first)
+	}
+	if ds[0].At.Location() != time.UTC {
+		t.Errorf("decision time not in UTC: %v", ds[0].At)
+	}
+
+	// The same id under another version is another decision.
+	others := []catalog.Decision{
+		{Model: "fraud", Version: 2, ID: "upd-1", Kind: catalog.DecisionVerdict, Via: catalog.ViaSignal, Approver: "ci",
+			Accepted: false, Reason: "load test failed", At: base.Add(1 * time.Second)},
+		// Same instant as first: ordered by version, then id.
+		{Model: "fraud", Version: 2, ID: "sig-b", Kind: catalog.DecisionReject, Via: catalog.ViaSignal, Approver: "bob",
+			Accepted: true, At: base.Add(2 * time.Second)},
+		{Model: "fraud", Version: 2, ID: "sig-a", Kind: catalog.DecisionApprove, Via: catalog.ViaSignal, Approver: "mallory",
+			Accepted: false, Reason: "not an allowed approver", At: base.Add(2 * time.Second)},
+		// Sub-second precision orders too.
+		{Model: "fraud", Version: 1, ID: "upd-0", Kind: catalog.DecisionApprove, Via: catalog.ViaUpdate, Approver: "bob",
+			Accepted: true, At: base.Add(1500 * time.Millisecond)},
+		{Model: "churn", Version: 1, ID: "upd-1", Kind: catalog.DecisionApprove, Via: catalog.ViaUpdate, Approver: "alice",
+			Accepted: true, At: base},
+	}
+	for _, d := range others {
+		if err := c.RecordDecision(ctx, d); err != nil {
+			t.Fatalf("RecordDecision(%+v): %v", d, err)
+		}
+	}
+	if got, want := decisionIDs(decisions(t, c, "fraud", 0)), "v2/upd-1 v1/upd-0 v1/upd-1 v2/sig-a v2/sig-b"; got != want {
+		t.Errorf("Decisions(fraud, 0) = %s\nwant                  %s", got, want)
+	}
+	if got, want := decisionIDs(decisions(t, c, "fraud", 2)), "v2/upd-1 v2/sig-a v2/sig-b"; got != want {
+		t.Errorf("Decisions(fraud, 2) = %s, want %s", got, want)
+	}
+	if got, want := decisionIDs(decisions(t, c, "fraud", 1)), "v1/upd-0 v1/upd-1"; got != want {
+		t.Errorf("Decisions(fraud, 1) = %s, want %s", got, want)
+	}
+	if got := decisions(t, c, "fraud", 2)[0]; !reflect.DeepEqual(got, others[0]) {
+		t.Errorf("refused verdict read back as %+v, want %+v", got, others[0])
+	}
+	if got, want := decisionIDs(decisions(t, c, "churn", 0)), "v1/upd-1"; got != want {
+		t.Errorf("Decisions(churn, 0) = %s, want %s", got, want)
+	}
+	if ds := decisions(t, c, "nope", 0); len(ds) != 0 {
+		t.Errorf("Decisions of an unknown model = %+v", ds)
+	}
+
+	// A zero At is recorded as now.
+	before := time.Now().Add(-time.Second)
+	if err := c.RecordDecision(ctx, catalog.Decision{Model: "churn", Version: 1, ID: "now", Kind: catalog.DecisionReject, Via: catalog.ViaSignal}); err != nil {
+		t.Fatal(err)
+	}
+	ds = decisions(t, c, "churn", 1)
+	if got := ds[0]; got.ID != "now" || got.At.Before(before) || got.At.After(time.Now()) || got.At.Location() != time.UTC {
+		t.Errorf("decision without a time: %+v (of %s)", got, decisionIDs(ds))
+	}
+
+	// Unknown versions and models.
+	err := c.RecordDecision(ctx, catalog.Decision{Model: "fraud", Version: 9, ID: "x", Kind: catalog.DecisionApprove, Via: catalog.ViaUpdate})
+	wantErr(t, "decision on an unknown version", err, catalog.ErrNotFound)
+	if !strings.Contains(err.Error(), `"fraud" v9`) {
+		t.Errorf("ErrNotFound does not name the version: %v", err)
+	}
+	err = c.RecordDecision(ctx, catalog.Decision{Model: "nope", Version: 1, ID: "x", Kind: catalog.DecisionApprove, Via: catalog.ViaUpdate})
+	wantErr(t, "decision on an unknown model", err, catalog.ErrNotFound)
+
+	// Bad input is refused, naming what is wrong.
+	for _, bad := range []struct {
+		d    catalog.Decision
+		want string
+	}{
+		{catalog.Decision{Model: "fraud", Version: 1, ID: "b1", Kind: "approved", Via: catalog.ViaUpdate}, `kind "approved"`},
+		{catalog.Decision{Model: "fraud", Version: 1, ID: "b2", Kind: "", Via: catalog.ViaUpdate}, `kind ""`},
+		{catalog.Decision{Model: "fraud", Version: 1, ID: "b3", Kind: catalog.DecisionApprove, Via: "email"}, `via "email"`},
+		{catalog.Decision{Model: "fraud", Version: 1, ID: "", Kind: catalog.DecisionApprove, Via: catalog.ViaUpdate}, "id is empty"},
+	} {
+		err := c.RecordDecision(ctx, bad.d)
+		if err == nil || errors.Is(err, catalog.ErrNotFound) || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("RecordDecision(%+v) = %v, want an error containing %s", bad.d, err, bad.want)
+		}
+	}
+	if got, want := decisionIDs(decisions(t, c, "fraud", 0)), "v2/upd-1 v1/upd-0 v1/upd-1 v2/sig-a v2/sig-b"; got != want {
+		t.Errorf("refused decisions were recorded: %s", got)
+	}
+}
+
+func productionAt(t *testing.T, c *catalog.Catalog, model string, at time.Time) int {
+	t.Helper()
+	n, err := c.ProductionAt(context.Background(), model, at)
+	if err != nil {
+		t.Fatalf("ProductionAt(%s, %v): %v", model, at, err)
+	}
+	return n
+}
+
+func testProductionAt(t *testing.T, url string) {
+	ctx := context.Background()
+	c := open(t, url)
+	registered := time.Now().UTC()
+	create(t, c, "fraud", 1)
+	create(t, c, "fraud", 2)
+	base := registered.Truncate(time.Microsecond).Add(time.Hour)
+	at := func(d time.Duration) time.Time { return base.Add(d) }
+	tr := func(n int, seq int64, from, to string, when time.Duration) {
+		t.Helper()
+		record(t, c, catalog.Transition{Model: "fraud", Version: n, Seq: seq, From: from, To: to, At: at(when)})
+	}
+	const (
+		reg  = catalog.StageRegistered
+		appr = catalog.StageApproved
+		prod = catalog.StageProduction
+		arch = catalog.StageArchived
+	)
+
+	if n := productionAt(t, c, "fraud", time.Now().Add(2*time.Hour)); n != 0 {
+		t.Fatalf("ProductionAt with no production ever = v%d, want 0", n)
+	}
+	// Promote v1 at +1s.
+	tr(1, 2, reg, appr, 500*time.Millisecond)
+	tr(1, 3, appr, prod, 1*time.Second)
+	// Promote v2 at +2s: v1 is archived, then v2 enters Production, both at the same instant.
+	tr(2, 2, reg, appr, 1500*time.Millisecond)
+	tr(1, 4, prod, arch, 2*time.Second)
+	tr(2, 3, appr, prod, 2*time.Second)
+	// Roll back to v1 at +3s, again at one instant.
+	tr(2, 4, prod, arch, 3*time.Second)
+	tr(1, 5, arch, prod, 3*time.Second)
+
+	for _, q := range []struct {
+		name string
+		at   time.Time
+		want int
+	}{
+		{"before registration", registered.Add(-time.Minute), 0},
+		{"before any promotion", at(0), 0},
+		{"approved, not promoted", at(900 * time.Millisecond), 0},
+		{"a microsecond before the first promotion", at(time.Second - time.Microsecond), 0},
+		{"at the first promotion", at(time.Second), 1},
+		{"between the promotions", at(1500 * time.Millisecond), 1},
+		{"a microsecond before the second promotion", at(2*time.Second - time.Microsecond), 1},
+		{"at the second promotion (tie)", at(2 * time.Second), 2},
+		{"inside the tie's microsecond", at(2*time.Second + 500*time.Nanosecond), 2},
+		{"between the promotion and the rollback", at(2500 * time.Millisecond), 2},
+		{"at the rollback (tie)", at(3 * time.Second), 1},
+		{"after everything", at(time.Hour), 1},
+		{"after everything, in another zone", at(time.Hour).In(time.FixedZone("UTC-7", -7*3600)), 1},
+		{"the tie, in another zone", at(2 * time.Second).In(time.FixedZone("UTC+5:30", 5*3600+1800)), 2},
+	} {
+		if got := productionAt(t, c, "fraud", q.at); got != q.want {
+			t.Errorf("ProductionAt(%s) = v%d, want v%d", q.name, got, q.want)
+		}
+	}
+
+	// Promoting v2 and rolling back to v1 at a single instant: only the order the four transitions were
+	// recorded in says v1 ends up in production. Neither (at, seq) nor (at, version, seq) does.
+	create(t, c, "churn", 1)
+	create(t, c, "churn", 2)
+	ch := func(n int, seq int64, from, to string, when time.Duration) {
+		t.Helper()
+		record(t, c, catalog.Transition{Model: "churn", Version: n, Seq: seq, From: from, To: to, At: at(when)})
+	}
+	ch(1, 2, reg, prod, time.Second)
+	ch(2, 7, reg, appr, time.Second)
+	ch(1, 3, prod, arch, 2*time.Second)
+	ch(2, 8, appr, prod, 2*time.Second)
+	ch(2, 9, prod, arch, 2*time.Second)
+	ch(1, 4, arch, prod, 2*time.Second)
+	if got := productionAt(t, c, "churn", at(2*time.Second)); got != 1 {
+		t.Errorf("ProductionAt(churn, promote and roll back at one instant) = v%d, want v1", got)
+	}
+	if got := productionAt(t, c, "churn", at(1500*time.Millisecond)); got != 1 {
+		t.Errorf("ProductionAt(churn, before) = v%d, want v1", got)
+	}
+	// Archiving the production version leaves none.
+	ch(1, 5, prod, arch, 3*time.Second)
+	if got := productionAt(t, c, "churn", at(3*time.Second)); got != 0 {
+		t.Errorf("ProductionAt(churn, after archiving) = v%d, want 0", got)
+	}
+
+	// Two workflows, two clocks: the archiving of v1 is recorded first (the registry's order) but stamped
+	// a little later than v2's promotion. v1 leaving Production must not take v2 out with it.
+	create(t, c, "skew", 1)
+	create(t, c, "skew", 2)
+	sk := func(n int, seq int64, from, to string, when time.Duration) {
+		t.Helper()
+		record(t, c, catalog.Transition{Model: "skew", Version: n, Seq: seq, From: from, To: to, At: at(when)})
+	}
+	sk(1, 2, reg, prod, time.Second)
+	sk(1, 3, prod, arch, 2*time.Second+5*time.Millisecond)
+	sk(2, 2, reg, prod, 2*time.Second)
+	for _, q := range []struct {
+		at   time.Duration
+		want int
+	}{{2*time.Second - time.Microsecond, 1}, {2 * time.Second, 2}, {2*time.Second + time.Millisecond, 2}, {2*time.Second + 5*time.Millisecond, 2}, {time.Hour, 2}} {
+		if got := productionAt(t, c, "skew", at(q.at)); got != q.want {
+			t.Errorf("ProductionAt(skew, +%v) = v%d, want v%d", q.at, got, q.want)
+		}
+	}
+
+	// ProductionAt does not leak across models, and an unknown model is ErrNotFound.
+	if err := c.EnsureModel(ctx, "empty"); err != nil {
+		t.Fatal(err)
+	}
+	if got := productionAt(t, c, "empty", at(time.Hour)); got != 0 {
+		t.Errorf("ProductionAt(empty) = v%d, want 0", got)
+	}
+	_, err := c.ProductionAt(ctx, "nope", at(time.Hour))
+	wantErr(t, "ProductionAt of an unknown model", err, catalog.ErrNotFound)
+	if !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("ErrNotFound does not name the model: %v", err)
+	}
+}
+
+// testMigrateFrom00001 builds a database the way a build with only the first migration did, fills it
+// through the catalog (whose writes never name the columns 00002 adds), and migrates it forward: the
+// trail keeps its rows and their recording order, new rows are recorded after them, and the new table
+// works. Then the down migration and the up migration again, on the same data.
+func testMigrateFrom00001(t *testing.T, url string) {
+	ctx := context.Background()
+	c, err := catalog.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.MigrateTo(ctx, 1); err != nil {
+		t.Fatalf("MigrateTo(1): %v", err)
+	}
+	err = c.RecordDecision(ctx, catalog.Decision{Model: "fraud", Version: 1, ID: "x", Kind: catalog.DecisionApprove, Via: catalog.ViaUpdate})
+	if err == nil {
+		t.Fatal("RecordDecision worked before the decisions migration: the test is not starting from 00001")
+	}
+
+	create(t, c, "fraud", 1)
+	create(t, c, "fraud", 2)
+	base := time.Now().UTC().Truncate(time.Microsecond).Add(time.Hour)
+	tie := base.Add(2 * time.Second)
+	rec := func(n int, seq int64, from, to string, at time.Time) {
+		t.Helper()
+		record(t, c, catalog.Transition{Model: "fraud", Version: n, Seq: seq, From: from, To: to, At: at})
+	}
+	rec(1, 2, catalog.StageRegistered, catalog.StageProduction, base.Add(time.Second))
+	rec(2, 7, catalog.StageRegistered, catalog.StageApproved, base.Add(time.Second))
+	// Promote v2 and roll back to v1 at one instant: only the recording order tells the outcome.
+	rec(1, 3, catalog.StageProduction, catalog.StageArchived, tie)
+	rec(2, 8, catalog.StageApproved, catalog.StageProduction, tie)
+	rec(2, 9, catalog.StageProduction, catalog.StageArchived, tie)
+	rec(1, 4, catalog.StageArchived, catalog.StageProduction, tie)
+	legacy := transitions(t, c, "fraud", 0)
+
+	check := func(when string) {
+		t.Helper()
+		if got := transitions(t, c, "fraud", 0); !reflect.DeepEqual(got, legacy) {
+			t.Fatalf("%s: audit trail changed:\n%s\nwas\n%s", when, seqs(got), seqs(legacy))
+		}
+		if got := productionAt(t, c, "fraud", tie); got != 1 {
+			t.Errorf("%s: ProductionAt(tie) = v%d, want v1: the recording order of the old rows was lost", when, got)
+		}
+	}
+	for i := range 2 {
+		if err := c.Migrate(ctx); err != nil {
+			t.Fatalf("Migrate #%d over 00001: %v", i+1, err)
+		}
+		check("after migrating")
+	}
+	// The rebuilt or extended table still does what the old one did: a retry is recorded once, an
+	// unknown version is ErrNotFound, one Production version.
+	if record(t, c, catalog.Transition{Model: "fraud", Version: 1, Seq: 4, To: catalog.StageArchived, At: tie}) {
+		t.Error("a retried transition was applied after migrating")
+	}
+	check("after a retried transition")
+	_, err = c.RecordTransition(ctx, catalog.Transition{Model: "fraud", Version: 9, Seq: 2, To: catalog.StageValidating})
+	wantErr(t, "transition of an unknown version after migrating", err, catalog.ErrNotFound)
+	_, err = c.RecordTransition(ctx, catalog.Transition{Model: "fraud", Version: 2, Seq: 10, From: catalog.StageArchived, To: catalog.StageProduction})
+	wantErr(t, "second Production version after migrating", err, catalog.ErrConflict)
+
+	// A transition recorded now, at the same instant, comes after every old one.
+	rec(1, 5, catalog.StageProduction, catalog.StageArchived, tie)
+	if got := productionAt(t, c, "fraud", tie); got != 0 {
+		t.Errorf("ProductionAt(tie) after archiving v1 at the tie = v%d, want 0: new rows do not sort after old ones", got)
+	}
+	legacy = transitions(t, c, "fraud", 0)
+	d := catalog.Decision{Model: "fraud", Version: 2, ID: "upd-1", Kind: catalog.DecisionApprove, Via: catalog.ViaUpdate, Approver: "alice", Accepted: true, At: tie}
+	if err := c.RecordDecision(ctx, d); err != nil {
+		t.Fatalf("RecordDecision after migrating: %v", err)
+	}
+
+	// Down to 00001 and up again keeps the trail and its order (the decisions go with their table).
+	if err := c.MigrateDownTo(ctx, 1); err != nil {
+		t.Fatalf("MigrateDownTo(1): %v", err)
+	}
+	if got := transitions(t, c, "fraud", 0); !reflect.DeepEqual(got, legacy) {
+		t.Fatalf("down migration changed the audit trail:\n%s\nwas\n%s", seqs(got), seqs(legacy))
+	}
+	if err := c.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate after the down migration: %v", err)
+	}
+	if got := transitions(t, c, "fraud", 0); !reflect.DeepEqual(got, legacy) {
+		t.Fatalf("down and up changed the audit trail:\n%s\nwas\n%s", seqs(got), seqs(legacy))
+	}
+	if got := productionAt(t, c, "fraud", tie); got != 0 {
+		t.Errorf("ProductionAt(tie) after down and up = v%d, want 0", got)
+	}
+	if ds := decisions(t, c, "fraud", 0); len(ds) != 0 {
+		t.Errorf("decisions survived dropping their table: %+v", ds)
+	}
+	if err := c.RecordDecision(ctx, d); err != nil {
+		t.Fatalf("RecordDecision after down and up: %v", err)
+	}
+	// A handle that migrates the up-to-date database finds nothing to do.
+	c2 := open(t, url)
+	if ds := decisions(t, c2, "fraud", 0); len(ds) != 1 || !reflect.DeepEqual(ds[0], d) {
+		t.Errorf("Decisions from a second handle = %+v, want [%+v]", ds, d)
+	}
+}

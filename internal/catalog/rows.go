@@ -175,13 +175,8 @@ func encodeMetrics(m map[string]float64) (string, error) {
 }
 
 func encodePolicy(model string, p Policy) (string, error) {
-	for _, th := range p.Thresholds {
-		if math.IsNaN(th.Value) || math.IsInf(th.Value, 0) {
-			return "", fmt.Errorf("catalog: policy of model %q: threshold on %q is %v: thresholds must be finite numbers", model, th.Metric, th.Value)
-		}
-	}
-	if math.IsNaN(p.ChampionTolerance) || math.IsInf(p.ChampionTolerance, 0) {
-		return "", fmt.Errorf("catalog: policy of model %q: champion tolerance is %v: it must be a finite number", model, p.ChampionTolerance)
+	if err := ValidatePolicy(p); err != nil {
+		return "", fmt.Errorf("catalog: policy of model %q: %w", model, err)
 	}
 	b, err := json.Marshal(p)
 	if err != nil {

@@ -41,6 +41,42 @@ type Policy struct {
 	Webhooks []string `json:"webhooks,omitempty"`
 	// ApprovalTimeoutSeconds, when > 0, rejects a version left undecided that long.
 	ApprovalTimeoutSeconds int64 `json:"approvalTimeoutSeconds,omitempty"`
+	// RequiredApprovals is the quorum of distinct approvers (0 means 1).
+	RequiredApprovals int `json:"requiredApprovals,omitempty"`
+	// AllowedApprovers, when not empty, are the only people whose decisions count.
+	AllowedApprovers []string `json:"allowedApprovers,omitempty"`
+	// AllowSelfApproval lets the registrant approve their own version (default: not allowed).
+	AllowSelfApproval bool `json:"allowSelfApproval,omitempty"`
+	// ReminderIntervalSeconds, when > 0, sends a reminder event to the webhooks each time a version has
+	// waited that long without a decision.
+	ReminderIntervalSeconds int64 `json:"reminderIntervalSeconds,omitempty"`
+	// Validators are external validation gates (CI jobs, load tests, fairness checks) that must pass.
+	Validators []ExternalValidator `json:"validators,omitempty"`
+}
+
+// ExternalValidator is a validation gate run by another system: the registry POSTs a validation request
+// to URL and waits up to TimeoutSeconds for its verdict.
+type ExternalValidator struct {
+	Name           string `json:"name"`
+	URL            string `json:"url"`
+	TimeoutSeconds int64  `json:"timeoutSeconds"`
+}
+
+// Decision is one row of the decisions audit table: every approve, reject or validator verdict a version
+// received, accepted or refused, with why.
+type Decision struct {
+	Model   string `json:"model"`
+	Version int    `json:"version"`
+	// ID is unique per version and stable across activity retries (the workflow assigns it).
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind"` // approve, reject or verdict
+	Via      string    `json:"via"`  // update or signal
+	Approver string    `json:"approver,omitempty"`
+	Comment  string    `json:"comment,omitempty"`
+	Digest   string    `json:"digest,omitempty"`
+	Accepted bool      `json:"accepted"`
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 // Threshold is one metric gate.
