@@ -51,6 +51,7 @@ func newModelEnv(t *testing.T, childrenEnd bool) (*testsuite.TestWorkflowEnviron
 	// The version workflows run for real as children; their activities are stubbed so they wait for a
 	// decision, which these tests never send.
 	env.OnActivity(a.RecordTransition, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.RecordDecision, mock.Anything, mock.Anything).Return(nil)
 	if childrenEnd {
 		env.OnActivity(a.StoreArtifacts, mock.Anything, mock.Anything).Return(activities.StoreArtifactsResult{},
 			temporal.NewNonRetryableApplicationError("missing", activities.ErrTypeBadSource, nil))

@@ -39,6 +39,7 @@ const (
 	SignalApprove = "approve"
 	SignalReject  = "reject"
 	QueryStage    = "stage"
+	UpdateVerdict = "verdict"
 
 	// On both.
 	QueryDescribe = "describe"
@@ -261,12 +262,41 @@ type VersionInput struct {
 type Decision struct {
 	Approver string `json:"approver"`
 	Comment  string `json:"comment,omitempty"`
+	// Digest binds the decision to what the approver reviewed: the version's manifest digest
+	// ("sha256:…", shown by `starter status` and the describe query). Required.
+	Digest string `json:"digest,omitempty"`
 }
 
 // DecisionResult is what the approve and reject updates return.
 type DecisionResult struct {
 	SchemaVersion int    `json:"schemaVersion"`
 	Stage         string `json:"stage"`
+	// Approvals counts the distinct approvers so far, out of Required (the policy's quorum).
+	Approvals int `json:"approvals,omitempty"`
+	Required  int `json:"required,omitempty"`
+}
+
+// Verdict is the payload of the verdict update: an external validator's (CI job's) result.
+type Verdict struct {
+	Validator string `json:"validator"`
+	// Token is the completion token from the validation request; it ties the verdict to this version.
+	Token     string `json:"token"`
+	Passed    bool   `json:"passed"`
+	ReportURL string `json:"reportUrl,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+// Gate is the state of one external validator of a version.
+type Gate struct {
+	Name     string    `json:"name"`
+	URL      string    `json:"url"`
+	Token    string    `json:"-"` // secret between the registry and the validator
+	Deadline time.Time `json:"deadline"`
+	// Status is requested, passed, failed or expired.
+	Status    string     `json:"status"`
+	ReportURL string     `json:"reportUrl,omitempty"`
+	Detail    string     `json:"detail,omitempty"`
+	At        *time.Time `json:"at,omitempty"`
 }
 
 // ArchiveRequest and RestoreRequest are sent by ModelWorkflow to move a version out of or back into
@@ -292,8 +322,13 @@ type VersionState struct {
 	Decisions      []AcceptedDecision `json:"decisions,omitempty"`
 	Rejected       []RejectedMessage  `json:"rejectedMessages,omitempty"`
 	Deadline       *time.Time         `json:"approvalDeadline,omitempty"`
-	FailureReason  string             `json:"failureReason,omitempty"`
-	Pending        *AcceptedDecision  `json:"-"`
+	PendingSince   *time.Time         `json:"pendingSince,omitempty"`
+	Reminders      int                `json:"reminders,omitempty"`
+	Gates          []Gate             `json:"gates,omitempty"`
+	// DecisionCount numbers the messages recorded in the catalog's decisions audit.
+	DecisionCount int               `json:"decisionCount,omitempty"`
+	FailureReason string            `json:"failureReason,omitempty"`
+	Pending       *AcceptedDecision `json:"-"`
 }
 
 // StageChange is one transition in a version's life.

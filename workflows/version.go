@@ -24,6 +24,9 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 	if in.State != nil {
 		w.st = *in.State
 	}
+	// Histories recorded before approval policies (quorum, allowed approvers, digest binding, decision
+	// audit, reminders, external validators) replay with the single-approval behaviour they ran with.
+	w.policyV1 = workflow.GetVersion(ctx, changeApprovalPolicy, workflow.DefaultVersion, 1) >= 1
 	if err := w.upsertSearchAttributes(ctx); err != nil {
 		return err
 	}
@@ -60,6 +63,8 @@ type versionWF struct {
 	st VersionState
 	// archive/restore requests in flight, handled by their update handlers.
 	busy bool
+	// policyV1: approval policy, decision audit and external validators are in force (see GetVersion).
+	policyV1 bool
 }
 
 var storeActivityOptions = workflow.ActivityOptions{
@@ -98,46 +103,27 @@ func (w *versionWF) storeAndValidate(ctx workflow.Context) (done bool, err error
 		return true, w.transition(ctx, StageFailed, "registry", reason)
 	}
 	w.st.Validation = &rep
+	if rep.Passed && w.policyV1 && len(rep.Policy.Validators) > 0 {
+		if err := w.runGates(ctx); err != nil {
+			return false, err
+		}
+		rep = *w.st.Validation
+	}
 	if !rep.Passed {
 		return true, w.transition(ctx, StageRejected, "validation", "validation failed: "+strings.Join(rep.Failures(), "; "))
 	}
 	if err := w.transition(ctx, StagePendingApproval, "validation", fmt.Sprintf("validation passed (%d checks)", len(rep.Checks))); err != nil {
 		return false, err
 	}
+	now := workflow.Now(ctx).UTC()
+	if w.policyV1 {
+		w.st.PendingSince = &now
+	}
 	if t := rep.Policy.ApprovalTimeoutSeconds; t > 0 {
-		d := workflow.Now(ctx).UTC().Add(time.Duration(t) * time.Second)
+		d := now.Add(time.Duration(t) * time.Second)
 		w.st.Deadline = &d
 	}
 	return false, nil
-}
-
-func (w *versionWF) awaitDecision(ctx workflow.Context) (done bool, err error) {
-	cond := func() bool { return w.st.Pending != nil }
-	var timeout time.Duration
-	if w.st.Deadline != nil {
-		// The deadline is absolute, so it holds across continue-as-new and worker restarts.
-		if timeout = w.st.Deadline.Sub(workflow.Now(ctx)); timeout <= 0 {
-			timeout = time.Nanosecond
-		}
-	}
-	ok, err := w.waitUntil(ctx, cond, timeout)
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		return true, w.transition(ctx, StageRejected, "registry", "approval deadline passed at "+w.st.Deadline.Format(time.RFC3339))
-	}
-	d := *w.st.Pending
-	w.st.Pending = nil
-	w.st.Decisions = append(w.st.Decisions, d)
-	reason := map[string]string{UpdateApprove: "approved", UpdateReject: "rejected"}[d.Kind]
-	if d.Comment != "" {
-		reason += ": " + d.Comment
-	}
-	if d.Kind == UpdateReject {
-		return true, w.transition(ctx, StageRejected, d.Approver, reason)
-	}
-	return false, w.transition(ctx, StageApproved, d.Approver, reason)
 }
 
 func (w *versionWF) requestPromotion(ctx workflow.Context) error {
@@ -222,21 +208,8 @@ func (w *versionWF) setHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryDescribe, func() (VersionDescription, error) { return w.describe(), nil }); err != nil {
 		return err
 	}
-	for _, kind := range []string{UpdateApprove, UpdateReject} {
-		kind := kind
-		err := workflow.SetUpdateHandlerWithOptions(ctx, kind,
-			func(ctx workflow.Context, d Decision) (DecisionResult, error) {
-				w.accept(ctx, kind, "update", d)
-				// Answer once the decision is recorded, so the caller sees the stage it led to.
-				err := workflow.Await(ctx, func() bool { return w.st.Stage != StagePendingApproval })
-				return DecisionResult{SchemaVersion: SchemaVersion, Stage: w.st.Stage}, err
-			},
-			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, d Decision) error {
-				return w.checkDecision(d)
-			}})
-		if err != nil {
-			return err
-		}
+	if err := w.setDecisionHandlers(ctx); err != nil {
+		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateArchive, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
 		return w.move(ctx, StageProduction, StageArchived, r)
@@ -277,33 +250,6 @@ func (w *versionWF) move(ctx workflow.Context, from, to string, r ArchiveRequest
 	}
 	err := w.transition(ctx, to, r.Actor, reason)
 	return w.st.Stage, err
-}
-
-func (w *versionWF) checkDecision(d Decision) error {
-	if w.st.Stage != StagePendingApproval {
-		return fmt.Errorf("%s v%d is not waiting for a decision: its stage is %s", w.in.Model, w.in.Version, w.st.Stage)
-	}
-	if w.st.Pending != nil {
-		return fmt.Errorf("%s v%d already has a decision being recorded (%s by %s)", w.in.Model, w.in.Version, w.st.Pending.Kind, w.st.Pending.Approver)
-	}
-	if strings.TrimSpace(d.Approver) == "" {
-		return errors.New("a decision needs an approver (who decides)")
-	}
-	if len(d.Approver) > 200 || len(d.Comment) > 4096 {
-		return errors.New("approver (max 200 bytes) or comment (max 4096 bytes) is too long")
-	}
-	return nil
-}
-
-func (w *versionWF) accept(ctx workflow.Context, kind, via string, d Decision) {
-	w.st.Pending = &AcceptedDecision{Kind: kind, Via: via, Approver: d.Approver, Comment: d.Comment, At: workflow.Now(ctx).UTC()}
-}
-
-func (w *versionWF) reject(ctx workflow.Context, name, via, reason string, payload []byte) {
-	if len(payload) > 512 {
-		payload = payload[:512]
-	}
-	w.st.Rejected = append(w.st.Rejected, RejectedMessage{Name: name, Via: via, Reason: reason, Payload: string(payload), At: workflow.Now(ctx).UTC()})
 }
 
 // waitUntil blocks until cond holds or the timeout (0: none) passes, reading approve and reject signals
@@ -347,21 +293,9 @@ func (w *versionWF) drainSignals(ctx workflow.Context) {
 	}
 }
 
-func (w *versionWF) onSignal(ctx workflow.Context, name string, raw RawPayload) {
-	d, err := decodeDecision(raw)
-	if err == nil {
-		err = w.checkDecision(d)
-	}
-	if err != nil {
-		w.reject(ctx, name, "signal", err.Error(), raw.Data)
-		return
-	}
-	w.accept(ctx, name, "signal", d)
-}
-
 // decodeDecision is strict: a payload that is not a JSON object of the Decision shape is refused with a
 // reason that names what is wrong.
-func decodeDecision(raw RawPayload) (Decision, error) {
+func decodeDecision(raw RawPayload, withDigest bool) (Decision, error) {
 	var d Decision
 	if raw.Encoding != "json/plain" {
 		return d, fmt.Errorf("payload encoding %q is not json/plain", raw.Encoding)
@@ -369,10 +303,15 @@ func decodeDecision(raw RawPayload) (Decision, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw.Data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
-		return d, fmt.Errorf("payload is not a decision {\"approver\": string, \"comment\": string}: %v", err)
+		return d, fmt.Errorf("payload is not a decision {\"approver\": string, \"comment\": string, \"digest\": string}: %v", err)
 	}
 	if dec.More() {
 		return d, errors.New("payload has data after the decision object")
+	}
+	if !withDigest && d.Digest != "" {
+		// Before approval policies a decision had no digest, and lifecycles from then must replay as
+		// they ran: such a payload was refused.
+		return d, errors.New(`payload is not a decision {"approver": string, "comment": string}: json: unknown field "digest"`)
 	}
 	return d, nil
 }

@@ -30,8 +30,9 @@ func versionInput() VersionInput {
 
 // transitions records what RecordTransition was asked to write, in order.
 type transitions struct {
-	mu  sync.Mutex
-	got []catalog.Transition
+	mu        sync.Mutex
+	got       []catalog.Transition
+	decisions []catalog.Decision
 }
 
 func (tr *transitions) stages() []string {
@@ -60,12 +61,20 @@ func newVersionEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *transitio
 		tr.got = append(tr.got, t)
 		return nil
 	})
+	env.OnActivity(a.RecordDecision, mock.Anything, mock.Anything).Return(func(_ context.Context, d catalog.Decision) error {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		tr.decisions = append(tr.decisions, d)
+		return nil
+	})
 	return env, tr
 }
 
+var digest = "sha256:" + strings.Repeat("b", 64)
+
 func storeOK(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.StoreArtifacts, mock.Anything, mock.Anything).Return(activities.StoreArtifactsResult{
-		ManifestURI: "file:///m.json", ManifestDigest: "sha256:" + strings.Repeat("b", 64), Files: 1, TotalBytes: 3}, nil)
+		ManifestURI: "file:///m.json", ManifestDigest: digest, Files: 1, TotalBytes: 3}, nil)
 }
 
 func validateWith(env *testsuite.TestWorkflowEnvironment, passed bool, policy catalog.Policy) {
@@ -114,7 +123,7 @@ func TestVersionApprovedPromotedArchivedRestored(t *testing.T) {
 	env.RegisterDelayedCallback(func() {
 		require.Equal(t, StagePendingApproval, describe(t, env).State.Stage)
 		noApprover = update(env, UpdateApprove, Decision{})
-		approve = update(env, UpdateApprove, Decision{Approver: "alice", Comment: "looks good"})
+		approve = update(env, UpdateApprove, Decision{Approver: "alice", Comment: "looks good", Digest: digest})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
 		require.ErrorContains(t, noApprover.rejected, "needs an approver")
@@ -132,7 +141,7 @@ func TestVersionApprovedPromotedArchivedRestored(t *testing.T) {
 		require.NoError(t, archive.rejected)
 		require.NoError(t, archive.completeErr)
 		require.Equal(t, StageArchived, describe(t, env).State.Stage)
-		lateApprove = update(env, UpdateApprove, Decision{Approver: "alice"})
+		lateApprove = update(env, UpdateApprove, Decision{Approver: "alice", Digest: digest})
 		restore = update(env, UpdateRestore, ArchiveRequest{SchemaVersion: 1, Actor: "carol", Reason: "rollback"})
 	}, 3*time.Minute)
 	env.RegisterDelayedCallback(func() {
@@ -183,7 +192,7 @@ func TestVersionMalformedSignalsAreRecordedAndRejectSignalWins(t *testing.T) {
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(SignalApprove, []byte("not json at all"))
 		env.SignalWorkflow(SignalApprove, map[string]any{"approver": 42})
-		env.SignalWorkflow(SignalApprove, map[string]any{"approver": "x", "digest": "nope"})
+		env.SignalWorkflow(SignalApprove, map[string]any{"approver": "x", "color": "blue"})
 		env.SignalWorkflow(SignalApprove, Decision{})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
@@ -192,9 +201,9 @@ func TestVersionMalformedSignalsAreRecordedAndRejectSignalWins(t *testing.T) {
 		require.Len(t, d.State.Rejected, 4)
 		require.Contains(t, d.State.Rejected[0].Reason, "not json/plain")
 		require.Contains(t, d.State.Rejected[1].Reason, "cannot unmarshal number")
-		require.Contains(t, d.State.Rejected[2].Reason, `unknown field "digest"`)
+		require.Contains(t, d.State.Rejected[2].Reason, `unknown field "color"`)
 		require.Contains(t, d.State.Rejected[3].Reason, "needs an approver")
-		env.SignalWorkflow(SignalReject, Decision{Approver: "dave", Comment: "bias in segment B"})
+		env.SignalWorkflow(SignalReject, Decision{Approver: "dave", Comment: "bias in segment B", Digest: digest})
 	}, 2*time.Minute)
 	env.ExecuteWorkflow(ModelVersionWorkflow, versionInput())
 	require.NoError(t, env.GetWorkflowError())
@@ -219,7 +228,7 @@ func TestVersionContinuesAsNewCarryingState(t *testing.T) {
 	validateWith(env, true, catalog.Policy{})
 	env.OnActivity(a.UpdateWorkflow, mock.Anything, mock.Anything).Return(json.RawMessage(`{"version":1}`), nil)
 	env.RegisterDelayedCallback(func() {
-		update(env, UpdateApprove, Decision{Approver: "alice"})
+		update(env, UpdateApprove, Decision{Approver: "alice", Digest: digest})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
 		require.Equal(t, StageProduction, describe(t, env).State.Stage)
@@ -243,11 +252,14 @@ func TestVersionContinuesAsNewCarryingState(t *testing.T) {
 }
 
 func TestDecodeDecision(t *testing.T) {
-	d, err := decodeDecision(RawPayload{Encoding: "json/plain", Data: []byte(`{"approver":"a","comment":"c"}`)})
+	d, err := decodeDecision(RawPayload{Encoding: "json/plain", Data: []byte(`{"approver":"a","comment":"c"}`)}, true)
 	require.NoError(t, err)
 	require.Equal(t, Decision{Approver: "a", Comment: "c"}, d)
 	for _, bad := range []string{`{`, `[]`, `{"approver":"a"} {}`, `{"approver":"a","x":1}`, `null x`} {
-		_, err := decodeDecision(RawPayload{Encoding: "json/plain", Data: []byte(bad)})
+		_, err := decodeDecision(RawPayload{Encoding: "json/plain", Data: []byte(bad)}, true)
 		require.Error(t, err, bad)
 	}
+	// Lifecycles recorded before decisions carried a digest refuse one, as they did then.
+	_, err = decodeDecision(RawPayload{Encoding: "json/plain", Data: []byte(`{"approver":"a","digest":"sha256:00"}`)}, false)
+	require.ErrorContains(t, err, `unknown field "digest"`)
 }
