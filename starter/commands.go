@@ -200,15 +200,19 @@ func (a *app) listCmd() *cobra.Command {
 
 func (a *app) productionCmd() *cobra.Command {
 	var model string
+	var at string
 	cmd := &cobra.Command{
-		Use:   "production --model NAME",
-		Short: "Which version is in production and where its artifacts are (from the catalog)",
+		Use:   "production --model NAME [--at TIME]",
+		Short: "Which version is (or was, --at) in production and where its artifacts are (from the catalog)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := names.ValidateModel(model); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
 			return a.withCatalog(ctx, func(cat *catalog.Catalog) error {
+				if at != "" {
+					return a.productionAt(ctx, cat, model, at)
+				}
 				v, err := cat.Production(ctx, model)
 				if err != nil {
 					if errors.Is(err, catalog.ErrNotFound) {
@@ -228,16 +232,46 @@ func (a *app) productionCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&model, "model", "", "model name (required)")
+	cmd.Flags().StringVar(&at, "at", "", "a past time (RFC 3339, e.g. 2026-11-01T12:00:00Z): which version was in production then")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
 
+func (a *app) productionAt(ctx context.Context, cat *catalog.Catalog, model, at string) error {
+	t, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		return fmt.Errorf("--at %q is not an RFC 3339 time like 2026-11-01T12:00:00Z", at)
+	}
+	n, err := cat.ProductionAt(ctx, model, t)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		if a.json {
+			return a.printJSON(map[string]any{"model": model, "at": t, "version": 0})
+		}
+		fmt.Fprintf(a.out, "%s had no version in production at %s\n", model, t.Format(time.RFC3339))
+		return nil
+	}
+	v, err := cat.GetVersion(ctx, model, n)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(map[string]any{"model": model, "at": t, "version": n, "manifestUri": v.ManifestURI, "manifestDigest": v.ManifestDigest})
+	}
+	fmt.Fprintf(a.out, "%s v%d was in production at %s\nmanifest: %s\ndigest:   %s\n", model, n, t.Format(time.RFC3339), v.ManifestURI, v.ManifestDigest)
+	return nil
+}
+
 func (a *app) decisionCmd(kind string) *cobra.Command {
-	var model, approver, comment string
+	var model, approver, comment, digest string
 	var version int
 	cmd := &cobra.Command{
-		Use:   kind + " --model NAME --version N [--approver WHO] [--comment TEXT]",
+		Use:   kind + " --model NAME --version N [--approver WHO] [--comment TEXT] [--digest sha256:…]",
 		Short: strings.ToUpper(kind[:1]) + kind[1:] + " a version waiting for approval (an update on its workflow)",
+		Long: `The decision is bound to the version's manifest digest. Give the digest you reviewed with --digest;
+without it the starter uses the digest the version's workflow reports, and prints it.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkModelVersion(model, version); err != nil {
 				return err
@@ -250,35 +284,111 @@ func (a *app) decisionCmd(kind string) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
+			ctx := cmd.Context()
+			if digest == "" {
+				d, err := describeVersion(ctx, c, model, version)
+				if err != nil {
+					return err
+				}
+				digest = d.State.ManifestDigest
+				if !a.json {
+					fmt.Fprintf(a.errOut, "deciding on manifest digest %s\n", digest)
+				}
+			}
+			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 				WorkflowID: workflows.VersionWorkflowID(model, version), UpdateName: kind,
-				Args: []any{workflows.Decision{Approver: approver, Comment: comment}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+				Args:         []any{workflows.Decision{Approver: approver, Comment: comment, Digest: digest}},
+				WaitForStage: client.WorkflowUpdateStageCompleted,
 			})
 			if err == nil {
 				var res workflows.DecisionResult
-				if err = h.Get(cmd.Context(), &res); err == nil {
+				if err = h.Get(ctx, &res); err == nil {
 					if a.json {
 						return a.printJSON(res)
 					}
-					fmt.Fprintf(a.out, "%s v%d: %s\n", model, version, res.Stage)
+					if res.Stage == workflows.StagePendingApproval && res.Required > 1 {
+						fmt.Fprintf(a.out, "%s v%d: %s (%d of %d approvals)\n", model, version, res.Stage, res.Approvals, res.Required)
+					} else {
+						fmt.Fprintf(a.out, "%s v%d: %s\n", model, version, res.Stage)
+					}
 					return nil
 				}
 			}
-			var nf *serviceerror.NotFound
-			if errors.As(err, &nf) {
-				// Also what the server answers for a lifecycle that has ended (Rejected, Failed): say which.
-				d, derr := describeVersion(cmd.Context(), c, model, version)
-				if derr != nil {
-					return derr
-				}
-				return fmt.Errorf("%s refused: %s v%d is not waiting for a decision: its stage is %s", kind, model, version, d.State.Stage)
-			}
-			return fmt.Errorf("%s refused: %w", kind, err)
+			return a.refusal(ctx, c, kind, model, version, err)
 		},
 	}
 	modelVersionFlags(cmd, &model, &version)
 	cmd.Flags().StringVar(&approver, "approver", "", "who decides (default: the current user)")
 	cmd.Flags().StringVar(&comment, "comment", "", "why")
+	cmd.Flags().StringVar(&digest, "digest", "", "the manifest digest the decision is made on (default: the version's)")
+	return cmd
+}
+
+// refusal explains an update the version's workflow did not take.
+func (a *app) refusal(ctx context.Context, c client.Client, what, model string, version int, err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		// Also what the server answers for a lifecycle that has ended (Rejected, Failed): say which.
+		d, derr := describeVersion(ctx, c, model, version)
+		if derr != nil {
+			return derr
+		}
+		noun := "decision"
+		if what == workflows.UpdateVerdict {
+			noun = "verdict"
+		}
+		return fmt.Errorf("%s refused: %s v%d is not waiting for a %s: its stage is %s", what, model, version, noun, d.State.Stage)
+	}
+	return fmt.Errorf("%s refused: %w", what, err)
+}
+
+func (a *app) verdictCmd() *cobra.Command {
+	var model, validator, token, reportURL, detail string
+	var version int
+	var pass, fail bool
+	cmd := &cobra.Command{
+		Use:   "verdict --model NAME --version N --validator NAME --token TOKEN (--pass | --fail) [--report-url URL] [--detail TEXT]",
+		Short: "Report an external validator's verdict (what a CI job calls when it has finished)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkModelVersion(model, version); err != nil {
+				return err
+			}
+			if pass == fail {
+				return errors.New("give exactly one of --pass or --fail")
+			}
+			c, err := a.cfg.Dial(a.logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+				WorkflowID: workflows.VersionWorkflowID(model, version), UpdateName: workflows.UpdateVerdict,
+				Args:         []any{workflows.Verdict{Validator: validator, Token: token, Passed: pass, ReportURL: reportURL, Detail: detail}},
+				WaitForStage: client.WorkflowUpdateStageCompleted,
+			})
+			if err == nil {
+				var res workflows.DecisionResult
+				if err = h.Get(ctx, &res); err == nil {
+					if a.json {
+						return a.printJSON(res)
+					}
+					fmt.Fprintf(a.out, "verdict of %s recorded for %s v%d\n", validator, model, version)
+					return nil
+				}
+			}
+			return a.refusal(ctx, c, "verdict", model, version, err)
+		},
+	}
+	modelVersionFlags(cmd, &model, &version)
+	cmd.Flags().StringVar(&validator, "validator", "", "the validator's name in the policy (required)")
+	cmd.Flags().StringVar(&token, "token", "", "the token of the validation request (required)")
+	cmd.Flags().BoolVar(&pass, "pass", false, "the version passed")
+	cmd.Flags().BoolVar(&fail, "fail", false, "the version failed")
+	cmd.Flags().StringVar(&reportURL, "report-url", "", "where the report is")
+	cmd.Flags().StringVar(&detail, "detail", "", "a one-line summary")
+	_ = cmd.MarkFlagRequired("validator")
+	_ = cmd.MarkFlagRequired("token")
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,11 +17,15 @@ import (
 func (a *app) policyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "Set or show a model's validation and deployment policy"}
 	var (
-		model, champion          string
-		thresholds, files, hooks []string
-		tolerance                float64
-		lowerBetter              bool
-		approvalTimeout          time.Duration
+		model, champion            string
+		thresholds, files, hooks   []string
+		tolerance                  float64
+		lowerBetter                bool
+		approvalTimeout            time.Duration
+		approvers, validators      []string
+		quorum                     int
+		selfApproval               bool
+		reminder, validatorTimeout time.Duration
 	)
 	set := &cobra.Command{
 		Use:   "set --model NAME [flags]",
@@ -30,7 +35,22 @@ func (a *app) policyCmd() *cobra.Command {
 				return err
 			}
 			p := catalog.Policy{RequiredFiles: files, ChampionMetric: champion, ChampionTolerance: tolerance,
-				ChampionLowerIsBetter: lowerBetter, ApprovalTimeoutSeconds: int64(approvalTimeout / time.Second)}
+				ChampionLowerIsBetter: lowerBetter, ApprovalTimeoutSeconds: int64(approvalTimeout / time.Second),
+				RequiredApprovals: quorum, AllowedApprovers: approvers, AllowSelfApproval: selfApproval,
+				ReminderIntervalSeconds: int64(reminder / time.Second)}
+			if approvalTimeout > 0 && approvalTimeout < time.Second || reminder > 0 && reminder < time.Second {
+				return fmt.Errorf("--approval-timeout and --reminder-interval must be at least 1s")
+			}
+			for _, v := range validators {
+				name, u, ok := strings.Cut(v, "=")
+				if !ok {
+					return fmt.Errorf("--validator %q is not NAME=URL", v)
+				}
+				if validatorTimeout < time.Second {
+					return fmt.Errorf("--validator-timeout must be at least 1s")
+				}
+				p.Validators = append(p.Validators, catalog.ExternalValidator{Name: name, URL: u, TimeoutSeconds: int64(validatorTimeout / time.Second)})
+			}
 			for _, t := range thresholds {
 				th, err := parseThreshold(t)
 				if err != nil {
@@ -75,6 +95,12 @@ func (a *app) policyCmd() *cobra.Command {
 	f.BoolVar(&lowerBetter, "champion-lower-is-better", false, "smaller champion-metric values are better (e.g. a loss)")
 	f.StringArrayVar(&hooks, "webhook", nil, "URL that receives deployment events (repeatable)")
 	f.DurationVar(&approvalTimeout, "approval-timeout", 0, "reject versions not decided within this time (e.g. 72h; 0 = never)")
+	f.IntVar(&quorum, "required-approvals", 1, "how many distinct approvers a version needs")
+	f.StringArrayVar(&approvers, "allowed-approver", nil, "who may decide (repeatable; none = anyone)")
+	f.BoolVar(&selfApproval, "allow-self-approval", false, "let the registrant approve their own version")
+	f.DurationVar(&reminder, "reminder-interval", 0, "send a reminder event to the webhooks this often while a version waits (0 = never)")
+	f.StringArrayVar(&validators, "validator", nil, "external validator NAME=URL that receives validation requests (repeatable)")
+	f.DurationVar(&validatorTimeout, "validator-timeout", time.Hour, "how long to wait for each external validator's verdict")
 	_ = set.MarkFlagRequired("model")
 
 	var showModel string

@@ -74,15 +74,15 @@ func TestEmbeddedDefault(t *testing.T) {
 	h := &harness{t: t, dir: root, temporal: testenv.TemporalBinary(t), address: fmt.Sprintf("127.0.0.1:%d", port)}
 	h.env = append(os.Environ(), "MODELREG_DATA_DIR="+dataDir, "TEMPORAL_ADDRESS="+h.address)
 
-	// The Web UI answers.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", uiPort))
-	if err != nil {
-		t.Fatalf("web UI: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("web UI answered %s", resp.Status)
-	}
+	// The Web UI answers (it may come up a moment after the frontend).
+	waitFor(t, func() (string, bool) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", uiPort))
+		if err != nil {
+			return err.Error(), false
+		}
+		resp.Body.Close()
+		return resp.Status, resp.StatusCode == http.StatusOK
+	})
 
 	dir := filepath.Join(root, "run")
 	writeFiles(t, dir, map[string]string{"model.bin": "tiny weights", "metrics.json": `{"accuracy": 0.91}`})

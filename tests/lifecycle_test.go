@@ -57,8 +57,13 @@ func TestLifecycleEndToEnd(t *testing.T) {
 	h.hook.mu.Unlock()
 
 	// Approve with the temporal CLI's update, as an approver would.
+	// A decision names the manifest digest the approver reviewed.
+	cv1, err := h.catalog.GetVersion(ctx, "fraud", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out = h.mustCLI("workflow", "update", "execute", "--workflow-id", "model/fraud/v1", "--name", "approve",
-		"--input", `{"approver": "alice", "comment": "offline eval ok"}`)
+		"--input", fmt.Sprintf(`{"approver": "alice", "comment": "offline eval ok", "digest": %q}`, cv1.ManifestDigest))
 	if !strings.Contains(out, "Approved") {
 		t.Fatalf("update output: %s", out)
 	}
@@ -81,7 +86,12 @@ func TestLifecycleEndToEnd(t *testing.T) {
 		t.Fatalf("register v2 output:\n%s", out)
 	}
 	// Approve with a signal, for tools that only signal.
-	h.mustCLI("workflow", "signal", "--workflow-id", "model/fraud/v2", "--name", "approve", "--input", `{"approver": "bob"}`)
+	cv2, err := h.catalog.GetVersion(ctx, "fraud", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mustCLI("workflow", "signal", "--workflow-id", "model/fraud/v2", "--name", "approve", "--input",
+		fmt.Sprintf(`{"approver": "bob", "digest": %q}`, cv2.ManifestDigest))
 	h.waitStage("fraud", 2, "Production")
 	h.waitStage("fraud", 1, "Archived")
 
@@ -276,12 +286,14 @@ func TestValidationRejectsAndBadInput(t *testing.T) {
 	writeFiles(t, h.dir, map[string]string{"ok.json": `{"accuracy": 0.95}`})
 	h.mustStarter("register", "--model", "churn", "--dir", good, "--metrics", filepath.Join(h.dir, "ok.json"), "--wait")
 	h.mustCLI("workflow", "signal", "--workflow-id", "model/churn/v3", "--name", "approve", "--input", `{"approver": 7}`)
+	h.mustCLI("workflow", "signal", "--workflow-id", "model/churn/v3", "--name", "approve", "--input", `{"approver": "x", "colour": "blue"}`)
 	h.mustCLI("workflow", "signal", "--workflow-id", "model/churn/v3", "--name", "approve", "--input", `{"approver": "x", "digest": "sha256:00"}`)
 	out = waitFor(t, func() (string, bool) {
 		o := h.mustStarter("status", "--model", "churn", "--version", "3")
-		return o, strings.Count(o, "approve (signal)") == 2
+		return o, strings.Count(o, "approve (signal)") == 3
 	})
-	if !strings.Contains(out, "PendingApproval") || !strings.Contains(out, "cannot unmarshal number") || !strings.Contains(out, `unknown field "digest"`) {
+	if !strings.Contains(out, "PendingApproval") || !strings.Contains(out, "cannot unmarshal number") || !strings.Contains(out, `unknown field "colour"`) ||
+		!strings.Contains(out, "the decision names digest sha256:00 but churn v3 has manifest digest sha256:") {
 		t.Fatalf("status after malformed signals:\n%s", out)
 	}
 	out = h.mustStarter("reject", "--model", "churn", "--version", "3", "--approver", "carol", "--comment", "not this quarter")
