@@ -59,7 +59,12 @@ func (a *app) historyCmd() *cobra.Command {
 					out = append(out, e)
 				}
 				// Decisions come before the transition they cause when both carry the same instant.
-				sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+				sort.SliceStable(out, func(i, j int) bool {
+					if !out[i].At.Equal(out[j].At) {
+						return out[i].At.Before(out[j].At)
+					}
+					return out[i].Kind != "transition" && out[j].Kind == "transition"
+				})
 				if a.json {
 					return a.printJSON(out)
 				}
