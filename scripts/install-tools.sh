@@ -36,8 +36,13 @@ if [ ! -x "$bin/versitygw" ]; then
   log "building versitygw (v1.8.0) into $bin"
   GOBIN="$bin" go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 >&2 & pids+=($!)
 fi
+if [ ! -x "$bin/workflowcheck" ]; then
+  log "building workflowcheck (v0.6.0) into $bin"
+  GOBIN="$bin" go install go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 >&2 & pids+=($!)
+fi
 for p in "${pids[@]}"; do wait "$p"; done
 
 echo "export MODELREG_TEMPORAL_BIN=$bin/temporal"
 echo "export MODELREG_VERSITYGW_BIN=$bin/versitygw"
 echo "export MODELREG_PG_BINDIR=$(pg_bindir)"
+echo "export MODELREG_WORKFLOWCHECK_BIN=$bin/workflowcheck"

@@ -14,6 +14,9 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
 go vet ./...
 
+echo "== workflowcheck (non-deterministic workflow code)"
+"$MODELREG_WORKFLOWCHECK_BIN" ./workflows/...
+
 echo "== go test -race"
 go test -race -count=1 -timeout 40m "$@" ./...
 

@@ -7,8 +7,10 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,8 +108,10 @@ func (r RegisterRequest) Validate() error {
 	if err := ValidateMetrics(r.Metrics); err != nil {
 		return err
 	}
-	for k, v := range r.Params {
-		if k == "" || len(k) > 200 || len(v) > 4096 {
+	// Sorted, so the first problem reported is the same on every run (workflowcheck: no map iteration).
+	//workflowcheck:ignore
+	for _, k := range slices.Sorted(maps.Keys(r.Params)) {
+		if v := r.Params[k]; k == "" || len(k) > 200 || len(v) > 4096 {
 			return fmt.Errorf("param %q: names must be 1-200 bytes and values at most 4096 bytes", k)
 		}
 	}
@@ -144,7 +148,9 @@ func (r RegisterRequest) Validate() error {
 
 // ValidateMetrics rejects metric names that are unusable and values JSON cannot carry.
 func ValidateMetrics(m map[string]float64) error {
-	for k, v := range m {
+	//workflowcheck:ignore
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
 		if k == "" || len(k) > 200 {
 			return fmt.Errorf("metric name %q must be 1-200 bytes", k)
 		}
