@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"path"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/modelreg/modelreg/activities"
@@ -125,8 +125,10 @@ func (r RegisterRequest) Validate() error {
 	case !hasURI && !hasFiles:
 		return errors.New("source: no artifacts (give source.uri = s3://bucket/prefix or source.files)")
 	case hasURI:
-		if !strings.HasPrefix(r.Source.URI, "s3://") {
-			return fmt.Errorf("source.uri %q is not an s3:// URI", r.Source.URI)
+		// The worker imports the prefix with ParseS3URI: refuse here what it would refuse only after a
+		// version number was minted (s3://, s3:///x, a bucket with spaces).
+		if _, _, err := artifact.ParseS3URI(r.Source.URI); err != nil {
+			return fmt.Errorf("source.uri: %w", err)
 		}
 	default:
 		seen := map[string]bool{}
@@ -140,6 +142,15 @@ func (r RegisterRequest) Validate() error {
 			seen[f.Path] = true
 			if !isSHA256(f.SHA256) || f.Size < 0 {
 				return fmt.Errorf("source.files: %q needs a size >= 0 and a 64-hex-digit lowercase sha256", f.Path)
+			}
+		}
+		// The files become the version's manifest, which refuses a path that is both a file and a
+		// directory ("a" and "a/b"); refuse it here rather than after the version was minted.
+		for _, f := range r.Source.Files {
+			for dir := path.Dir(f.Path); dir != "."; dir = path.Dir(dir) {
+				if seen[dir] {
+					return fmt.Errorf("source.files: %q is listed both as a file and as a directory (%q)", dir, f.Path)
+				}
 			}
 		}
 	}

@@ -82,6 +82,11 @@ func validateManifest(m Manifest) error {
 	if len(m.Files) == 0 {
 		return fmt.Errorf("manifest of %s v%d lists no files", m.Model, m.Version)
 	}
+	// EncodeManifest writes createdAt in UTC as RFC 3339, which has four-digit years only; DecodeManifest
+	// must not accept a time (e.g. 0000-01-01T00:30:00+01:00) that cannot be written back.
+	if y := m.CreatedAt.UTC().Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("manifest of %s v%d: createdAt %s is outside the years 0-9999 in UTC", m.Model, m.Version, m.CreatedAt)
+	}
 	for i, f := range m.Files {
 		if err := validateEntry(f); err != nil {
 			return fmt.Errorf("manifest of %s v%d: %w", m.Model, m.Version, err)

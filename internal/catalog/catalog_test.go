@@ -873,6 +873,12 @@ func testPolicyValidation(t *testing.T, url string) {
 		edit  func(p *catalog.Policy)
 		field string // what the error must name
 	}{
+		{"unknown threshold operator", func(p *catalog.Policy) {
+			p.Thresholds = []catalog.Threshold{{Metric: "accuracy", Op: "=>", Value: 0.9}}
+		}, "thresholds[0].op"},
+		{"threshold without metric", func(p *catalog.Policy) { p.Thresholds = []catalog.Threshold{{Op: ">=", Value: 1}} }, "thresholds[0].metric"},
+		{"required file escaping", func(p *catalog.Policy) { p.RequiredFiles = []string{"model.bin", "../x"} }, "requiredFiles[1]"},
+		{"webhook not http", func(p *catalog.Policy) { p.Webhooks = []string{"ftp://x/y"} }, "webhooks[0]"},
 		{"negative quorum", func(p *catalog.Policy) { p.RequiredApprovals = -1 }, "requiredApprovals"},
 		{"quorum above 20", func(p *catalog.Policy) { p.RequiredApprovals = 21 }, "requiredApprovals"},
 		{"empty approver", func(p *catalog.Policy) { p.AllowedApprovers = []string{"alice", ""} }, "allowedApprovers[1]"},
