@@ -50,5 +50,5 @@ func (a *Activities) RequestValidation(ctx context.Context, req ValidationReques
 	if c == nil {
 		c = &http.Client{Timeout: 30 * time.Second}
 	}
-	return post(ctx, c, url, req.WorkflowID+"/validate/"+req.Validator, body)
+	return a.post(ctx, c, url, req.WorkflowID+"/validate/"+req.Validator, body)
 }

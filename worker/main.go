@@ -72,7 +72,7 @@ func run(logger *slog.Logger) error {
 		defer srv.Stop()
 		cfg.TemporalAddress = srv.Address
 		logger.Info("embedded default running", "temporal", srv.Address, "webUI", srv.UIURL,
-			"catalog", cfg.DatabaseURL, "artifacts", cfg.ArtifactRoot)
+			"catalog", config.RedactURL(cfg.DatabaseURL), "artifacts", cfg.ArtifactRoot)
 	}
 
 	cat, err := cfg.OpenCatalog(ctx)
@@ -102,14 +102,21 @@ func run(logger *slog.Logger) error {
 
 	acts := &activities.Activities{
 		Catalog: cat, Store: store, SourceS3: src, Temporal: c, TempDir: tmp,
-		HTTP: &http.Client{Timeout: 30 * time.Second},
+		HTTP:          &http.Client{Timeout: 15 * time.Second},
+		WebhookSecret: []byte(cfg.WebhookSecret),
 	}
 	w := newWorker(c, acts, worker.Options{})
 	if err := w.Start(); err != nil {
 		return err
 	}
 	defer w.Stop()
-	logger.Info("worker started", "taskQueue", "model-registry", "temporal", cfg.TemporalAddress, "namespace", cfg.Namespace)
+	// Whether secrets are configured, never their values (a key's id is not secret).
+	keyID := ""
+	if len(cfg.PayloadKeys) > 0 {
+		keyID = cfg.PayloadKeys[0].ID
+	}
+	logger.Info("worker started", "taskQueue", "model-registry", "temporal", cfg.TemporalAddress, "namespace", cfg.Namespace,
+		"signedWebhooks", len(cfg.WebhookSecret) > 0, "payloadEncryptionKeyID", keyID)
 	<-ctx.Done()
 	logger.Info("shutting down")
 	return nil

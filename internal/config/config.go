@@ -10,16 +10,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/codec"
 	"github.com/modelreg/modelreg/workflows"
 )
 
@@ -37,7 +41,32 @@ type Config struct {
 	ArtifactRoot    string // MODELREG_ARTIFACT_ROOT, default <data dir>/artifacts (when no S3 bucket)
 	S3              artifact.S3Config
 	SourceS3        artifact.S3Config // MODELREG_SOURCE_S3_*: where s3:// sources are read; default S3
+	// WebhookSecret (MODELREG_WEBHOOK_SECRET) signs every webhook and validation request; empty: unsigned.
+	WebhookSecret Secret
+	// PayloadKeys encrypt workflow payloads (MODELREG_PAYLOAD_KEY with MODELREG_PAYLOAD_KEY_ID, then each
+	// key of MODELREG_PAYLOAD_KEY_PREVIOUS): the first encrypts, all decrypt. Empty: payloads are plain JSON.
+	PayloadKeys []codec.Key
 }
+
+// Secret is secret configuration bytes. Printing it (fmt with any verb, JSON, slog) shows "REDACTED".
+type Secret []byte
+
+// String is "REDACTED" for a set secret and "" for an empty one.
+func (s Secret) String() string {
+	if len(s) == 0 {
+		return ""
+	}
+	return "REDACTED"
+}
+
+// GoString is String, for %#v.
+func (s Secret) GoString() string { return s.String() }
+
+// Format is String for every verb.
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
+
+// MarshalText is String, for JSON and slog.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // FromEnv reads Config from the environment.
 func FromEnv() (Config, error) {
@@ -61,7 +90,92 @@ func FromEnv() (Config, error) {
 	if c.SourceS3, err = c.S3.FromEnvPrefix("MODELREG_SOURCE_S3_"); err != nil {
 		return c, err
 	}
+	c.WebhookSecret = Secret(os.Getenv("MODELREG_WEBHOOK_SECRET"))
+	if c.PayloadKeys, err = payloadKeysFromEnv(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// payloadKeysFromEnv reads MODELREG_PAYLOAD_KEY (base64 of 32 bytes) under the id MODELREG_PAYLOAD_KEY_ID
+// (default "default"), then MODELREG_PAYLOAD_KEY_PREVIOUS: comma-separated <id>:<base64> keys that
+// still decrypt payloads written before a rotation. Errors name variables and ids, never key material.
+func payloadKeysFromEnv() ([]codec.Key, error) {
+	cur := strings.TrimSpace(os.Getenv("MODELREG_PAYLOAD_KEY"))
+	id := strings.TrimSpace(os.Getenv("MODELREG_PAYLOAD_KEY_ID"))
+	prev := strings.TrimSpace(os.Getenv("MODELREG_PAYLOAD_KEY_PREVIOUS"))
+	if cur == "" {
+		if id != "" || prev != "" {
+			return nil, errors.New("MODELREG_PAYLOAD_KEY_ID or MODELREG_PAYLOAD_KEY_PREVIOUS is set but MODELREG_PAYLOAD_KEY is not: " +
+				"set the current key too (turning encryption off would leave running workflows unable to read their own history)")
+		}
+		return nil, nil
+	}
+	if id == "" {
+		id = "default"
+	}
+	k, err := codec.ParseKey(id, cur)
+	if err != nil {
+		return nil, fmt.Errorf("MODELREG_PAYLOAD_KEY: %w", err)
+	}
+	keys := []codec.Key{k}
+	if prev != "" {
+		for i, item := range strings.Split(prev, ",") {
+			pid, b64, ok := strings.Cut(strings.TrimSpace(item), ":")
+			if !ok || strings.TrimSpace(pid) == "" {
+				return nil, fmt.Errorf("MODELREG_PAYLOAD_KEY_PREVIOUS: item %d is not <id>:<base64 key>", i+1)
+			}
+			pk, err := codec.ParseKey(strings.TrimSpace(pid), b64)
+			if err != nil {
+				return nil, fmt.Errorf("MODELREG_PAYLOAD_KEY_PREVIOUS: %w", err)
+			}
+			keys = append(keys, pk)
+		}
+	}
+	// Fails now, not at the first payload, on a duplicate id.
+	if _, err := codec.NewCodec(keys...); err != nil {
+		return nil, fmt.Errorf("MODELREG_PAYLOAD_KEY*: %w", err)
+	}
+	return keys, nil
+}
+
+// Codec is the payload codec of the configured keys, or nil when no key is configured.
+func (c Config) Codec() (*codec.Codec, error) {
+	if len(c.PayloadKeys) == 0 {
+		return nil, nil
+	}
+	return codec.NewCodec(c.PayloadKeys...)
+}
+
+// DataConverter is the registry's data converter: with payload keys, every payload is encrypted.
+func (c Config) DataConverter() (converter.DataConverter, error) {
+	cd, err := c.Codec()
+	if err != nil || cd == nil {
+		return workflows.NewDataConverter(), err
+	}
+	return workflows.NewDataConverterWithCodec(cd), nil
+}
+
+// RedactURL returns a URL fit for logs: the password of its user info and any password query parameter
+// (lib/pq accepts ?password=…) replaced. Strings that are not URLs are returned as they are, unless they
+// look like one with user info, which is then replaced whole.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if at, scheme := strings.LastIndex(raw, "@"), strings.Index(raw, "://"); at >= 0 && scheme >= 0 && scheme < at {
+			return raw[:scheme+3] + "REDACTED" + raw[at:]
+		}
+		return raw
+	}
+	if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 func env(name, def string) string {
@@ -71,13 +185,25 @@ func env(name, def string) string {
 	return def
 }
 
-// Dial connects to Temporal with the registry's data converter.
+// Dial connects to Temporal with the registry's data converter. With payload keys, every payload is
+// encrypted (and decrypted) by the client and the workers built on it, and so are the messages and stack
+// traces of failures.
 func (c Config) Dial(logger *slog.Logger) (client.Client, error) {
+	dc, err := c.DataConverter()
+	if err != nil {
+		return nil, err
+	}
 	opts := client.Options{
 		HostPort:      c.TemporalAddress,
 		Namespace:     c.Namespace,
-		DataConverter: workflows.NewDataConverter(),
+		DataConverter: dc,
 		Logger:        log.NewStructuredLogger(logger),
+	}
+	if len(c.PayloadKeys) > 0 {
+		// An error's message is not a payload: without this it would be stored in the clear.
+		opts.FailureConverter = temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
+			DataConverter: dc, EncodeCommonAttributes: true,
+		})
 	}
 	if c.TLS || c.TLSCert != "" || c.TLSCA != "" {
 		tc := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}

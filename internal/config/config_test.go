@@ -1,0 +1,198 @@
+package config
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/converter"
+
+	"github.com/modelreg/modelreg/internal/codec"
+	"github.com/modelreg/modelreg/workflows"
+)
+
+func randomKey(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func clearSecretsEnv(t *testing.T) {
+	for _, k := range []string{"MODELREG_WEBHOOK_SECRET", "MODELREG_PAYLOAD_KEY", "MODELREG_PAYLOAD_KEY_ID", "MODELREG_PAYLOAD_KEY_PREVIOUS"} {
+		t.Setenv(k, "")
+	}
+}
+
+func TestNoSecretsByDefault(t *testing.T) {
+	clearSecretsEnv(t)
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.WebhookSecret) != 0 || len(c.PayloadKeys) != 0 {
+		t.Fatalf("secrets without configuration: %v %v", c.WebhookSecret, c.PayloadKeys)
+	}
+	if cd, err := c.Codec(); cd != nil || err != nil {
+		t.Fatalf("codec without a key: %v %v", cd, err)
+	}
+	dc, err := c.DataConverter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := dc.ToPayload(map[string]string{"model": "fraud"})
+	if string(p.Metadata[converter.MetadataEncoding]) != "json/plain" {
+		t.Fatalf("payloads are not plain JSON without a key: %v", p.Metadata)
+	}
+}
+
+func TestPayloadKeysFromEnv(t *testing.T) {
+	clearSecretsEnv(t)
+	cur, old := randomKey(t), randomKey(t)
+	t.Setenv("MODELREG_WEBHOOK_SECRET", "whsec-abc")
+	t.Setenv("MODELREG_PAYLOAD_KEY", cur)
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.WebhookSecret) != "whsec-abc" {
+		t.Fatalf("webhook secret %q", []byte(c.WebhookSecret))
+	}
+	if len(c.PayloadKeys) != 1 || c.PayloadKeys[0].ID != "default" {
+		t.Fatalf("keys %v", c.PayloadKeys)
+	}
+
+	t.Setenv("MODELREG_PAYLOAD_KEY_ID", "2026-11")
+	t.Setenv("MODELREG_PAYLOAD_KEY_PREVIOUS", "2026-05:"+old+", 2025:"+randomKey(t))
+	c, err = FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, k := range c.PayloadKeys {
+		ids = append(ids, k.ID)
+	}
+	if strings.Join(ids, ",") != "2026-11,2026-05,2025" {
+		t.Fatalf("key ids %v", ids)
+	}
+
+	// The data converter encrypts with the current key, and one configured with only the old key as
+	// current can be read after the rotation.
+	dc, err := c.DataConverter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := dc.ToPayload(workflows.Decision{Approver: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(p.Metadata[converter.MetadataEncoding]) != codec.EncodingEncrypted || string(p.Metadata[codec.MetadataKeyID]) != "2026-11" {
+		t.Fatalf("metadata %v", p.Metadata)
+	}
+	t.Setenv("MODELREG_PAYLOAD_KEY_ID", "2026-05")
+	t.Setenv("MODELREG_PAYLOAD_KEY", old)
+	t.Setenv("MODELREG_PAYLOAD_KEY_PREVIOUS", "")
+	before, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdc, _ := before.DataConverter()
+	oldPayload, _ := bdc.ToPayload(workflows.Decision{Approver: "bob"})
+	var d workflows.Decision
+	if err := dc.FromPayload(oldPayload, &d); err != nil || d.Approver != "bob" {
+		t.Fatalf("payload of the previous key: %+v %v", d, err)
+	}
+}
+
+func TestPayloadKeyErrors(t *testing.T) {
+	good := randomKey(t)
+	short := base64.StdEncoding.EncodeToString(make([]byte, 16))
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"wrong length", map[string]string{"MODELREG_PAYLOAD_KEY": short}, `MODELREG_PAYLOAD_KEY: payload key "default" has 16 bytes; AES-256 needs exactly 32`},
+		{"not base64", map[string]string{"MODELREG_PAYLOAD_KEY": "%%%" + good}, `MODELREG_PAYLOAD_KEY: payload key "default" is not valid base64`},
+		{"previous without id", map[string]string{"MODELREG_PAYLOAD_KEY": good, "MODELREG_PAYLOAD_KEY_PREVIOUS": good}, "item 1 is not <id>:<base64 key>"},
+		{"previous too short", map[string]string{"MODELREG_PAYLOAD_KEY": good, "MODELREG_PAYLOAD_KEY_PREVIOUS": "old:" + short}, `MODELREG_PAYLOAD_KEY_PREVIOUS: payload key "old" has 16 bytes`},
+		{"duplicate id", map[string]string{"MODELREG_PAYLOAD_KEY": good, "MODELREG_PAYLOAD_KEY_PREVIOUS": "default:" + good}, `"default" is given twice`},
+		{"previous without current", map[string]string{"MODELREG_PAYLOAD_KEY_PREVIOUS": "old:" + good}, "MODELREG_PAYLOAD_KEY is not"},
+		{"id without key", map[string]string{"MODELREG_PAYLOAD_KEY_ID": "k2"}, "MODELREG_PAYLOAD_KEY is not"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearSecretsEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := FromEnv()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			for _, secret := range []string{good, short, strings.TrimRight(good, "=")} {
+				if strings.Contains(err.Error(), secret) {
+					t.Fatalf("the error shows key material: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigPrintsNoSecrets(t *testing.T) {
+	clearSecretsEnv(t)
+	key := randomKey(t)
+	t.Setenv("MODELREG_WEBHOOK_SECRET", "whsec-do-not-print")
+	t.Setenv("MODELREG_PAYLOAD_KEY", key)
+	t.Setenv("MODELREG_S3_SECRET_ACCESS_KEY", "s3-secret-do-not-print")
+	t.Setenv("MODELREG_S3_ACCESS_KEY_ID", "AKIATEST")
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(key)
+	js, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "cfg", c, "secret", c.WebhookSecret)
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "cfg", c, "secret", c.WebhookSecret)
+	for _, s := range []string{
+		fmt.Sprintf("%v|%+v|%#v|%s|%x|%d", c, c, c, c.WebhookSecret, c.WebhookSecret, c.WebhookSecret),
+		string(js), logged.String(),
+	} {
+		for _, secret := range []string{"whsec-do-not-print", "s3-secret-do-not-print", key, fmt.Sprintf("%x", raw), fmt.Sprint(raw),
+			fmt.Sprint([]byte("whsec-do-not-print")), fmt.Sprintf("%x", "whsec-do-not-print"),
+			base64.StdEncoding.EncodeToString([]byte("whsec-do-not-print"))} {
+			if strings.Contains(s, secret) {
+				t.Fatalf("%q shows a secret (%q)", s, secret)
+			}
+		}
+	}
+	if !strings.Contains(fmt.Sprint(c.WebhookSecret), "REDACTED") {
+		t.Fatalf("secret printed as %v", c.WebhookSecret)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://modelreg:s3cr3t@db:5432/modelreg?sslmode=disable":   "postgres://modelreg:xxxxx@db:5432/modelreg?sslmode=disable",
+		"postgres://db/modelreg?password=s3cr3t&sslmode=disable":        "postgres://db/modelreg?password=xxxxx&sslmode=disable",
+		"postgres://u@db/modelreg":                                      "postgres://u@db/modelreg",
+		"sqlite://.modelreg/catalog.db":                                 "sqlite://.modelreg/catalog.db",
+		"postgres://u:s3cr3t@db:99999999999999999999999999/x%zz":        "postgres://REDACTED@db:99999999999999999999999999/x%zz",
+		"postgresql://u:p%40ss@host/db":                                 "postgresql://u:xxxxx@host/db",
+		"postgres://modelreg:s3cr3t@db/modelreg?sslpassword=s3cr3t&x=1": "postgres://modelreg:xxxxx@db/modelreg?sslpassword=xxxxx&x=1",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
