@@ -37,6 +37,9 @@ type Activities struct {
 	HTTP *http.Client
 	// TempDir holds files being imported from s3:// sources.
 	TempDir string
+	// WebhookSecret (MODELREG_WEBHOOK_SECRET) signs every POST the registry makes with SignatureHeader;
+	// empty means requests go unsigned.
+	WebhookSecret []byte
 }
 
 // Error types callers may match on; they are not retried.
@@ -247,7 +250,7 @@ func (a *Activities) NotifyDeployment(ctx context.Context, ev DeploymentEvent) e
 		if done[url] {
 			continue
 		}
-		if err := post(ctx, client, url, ev.EventID, body); err != nil {
+		if err := a.post(ctx, client, url, ev.EventID, body); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -257,7 +260,9 @@ func (a *Activities) NotifyDeployment(ctx context.Context, ev DeploymentEvent) e
 	return errors.Join(errs...)
 }
 
-func post(ctx context.Context, c *http.Client, url, eventID string, body []byte) error {
+// post sends one JSON body, signed with the webhook secret when there is one. The signature is made
+// per attempt, so a retry carries a fresh timestamp.
+func (a *Activities) post(ctx context.Context, c *http.Client, url, eventID string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("webhook URL %q: %v", url, err), ErrTypeBadRequest, nil)
@@ -266,14 +271,19 @@ func post(ctx context.Context, c *http.Client, url, eventID string, body []byte)
 	req.Header.Set("Idempotency-Key", eventID)
 	sum := sha256.Sum256(body)
 	req.Header.Set("Digest", "sha-256="+hex.EncodeToString(sum[:]))
+	if len(a.WebhookSecret) > 0 {
+		req.Header.Set(SignatureHeader, Sign(a.WebhookSecret, time.Now(), body))
+	}
+	// Errors end up in logs and in Temporal's history: a password in the URL is not shown there.
+	shown := req.URL.Redacted()
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook %s: %w", url, err)
+		return fmt.Errorf("webhook %s: %w", shown, err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook %s answered %s", url, resp.Status)
+		return fmt.Errorf("webhook %s answered %s", shown, resp.Status)
 	}
 	return nil
 }
@@ -290,6 +300,22 @@ type UpdateWorkflowInput struct {
 // UpdateWorkflow runs the update and returns its JSON result. A refusal by the update's validator is
 // returned as a non-retryable error carrying the validator's message.
 func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput) (json.RawMessage, error) {
+	// The update may wait behind other promotions; heartbeating lets a short heartbeat timeout notice a
+	// crashed worker while a healthy one waits as long as it takes.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(3 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
 	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   in.WorkflowID,
 		UpdateName:   in.UpdateName,

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -100,5 +101,22 @@ func TestConcurrentRegistrations(t *testing.T) {
 	for _, v := range all {
 		h.waitStage("ops", v, "PendingApproval")
 	}
-	h.recordHistory("model/ops", "model-concurrent-registrations-continued-as-new")
+
+	// A version inherits the model's maxHistoryEvents: in production it continues as new once its history
+	// is long, carrying its state; signals that arrive meanwhile are still recorded.
+	h.mustStarter("approve", "--model", "ops", "--version", "1", "--approver", "alice")
+	h.waitStage("ops", 1, "Production")
+	for i := 0; i < 12; i++ {
+		h.mustCLI("workflow", "signal", "--workflow-id", "model/ops/v1", "--name", "approve", "--input", fmt.Sprintf(`{"approver": "late-%d"}`, i))
+	}
+	out = waitFor(t, func() (string, bool) {
+		o := h.mustCLI("workflow", "list", "--query", `WorkflowId="model/ops/v1"`, "-o", "json")
+		return o, strings.Count(o, `"runId"`) >= 2
+	})
+	waitFor(t, func() (string, bool) {
+		d := h.mustStarter("status", "--model", "ops", "--version", "1", "--json")
+		return d, strings.Contains(d, `"stage": "Production"`) && strings.Count(d, "is not waiting for a decision") == 12
+	})
+	h.recordAllRuns("model/ops", "model-continued-as-new")
+	h.recordAllRuns("model/ops/v1", "version-continued-as-new")
 }

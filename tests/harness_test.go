@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -340,6 +341,35 @@ func (h *harness) recordHistory(workflowID, name string) {
 	if err != nil {
 		h.t.Fatalf("export history of %s: %v\n%s", workflowID, err, out)
 	}
+	h.writeHistory(name, out)
+}
+
+// recordAllRuns records every run of a workflow that continued as new: the run that did it (its history
+// ends with the continue-as-new command) and the run it started (its input carries the state).
+func (h *harness) recordAllRuns(workflowID, name string) {
+	h.t.Helper()
+	if os.Getenv("MODELREG_RECORD_HISTORIES") != "1" {
+		return
+	}
+	out := h.mustCLI("workflow", "list", "--query", fmt.Sprintf("WorkflowId=%q", workflowID), "-o", "json")
+	var runs []struct {
+		Execution struct {
+			RunID string `json:"runId"`
+		} `json:"execution"`
+		StartTime string `json:"startTime"`
+	}
+	if err := json.Unmarshal([]byte(out), &runs); err != nil {
+		h.t.Fatalf("list runs of %s: %v\n%s", workflowID, err, out)
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].StartTime < runs[j].StartTime })
+	for i, r := range runs {
+		hist := h.mustCLI("workflow", "show", "--workflow-id", workflowID, "--run-id", r.Execution.RunID, "-o", "json")
+		h.writeHistory(fmt.Sprintf("%s-run%d", name, i+1), hist)
+	}
+}
+
+func (h *harness) writeHistory(name, out string) {
+	h.t.Helper()
 	path := filepath.Join("testdata", "histories", name+".json")
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		h.t.Fatal(err)

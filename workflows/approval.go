@@ -75,7 +75,7 @@ func (w *versionWF) setDecisionHandlers(ctx workflow.Context) error {
 				if w.decided() {
 					err = workflow.Await(ctx, func() bool { return w.st.Stage != StagePendingApproval })
 				}
-				return DecisionResult{SchemaVersion: SchemaVersion, Stage: w.st.Stage, Approvals: len(w.approvers()), Required: w.quorum()}, err
+				return DecisionResult{SchemaVersion: SchemaVersion, Stage: w.decisionStage(), Approvals: len(w.approvers()), Required: w.quorum()}, err
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, d Decision) error {
 				return w.checkDecision(ctx, kind, d)
@@ -89,6 +89,17 @@ func (w *versionWF) setDecisionHandlers(ctx workflow.Context) error {
 			_, err := w.checkVerdict(ctx, v)
 			return err
 		}})
+}
+
+// decisionStage is the stage the decision led to (Approved or Rejected), not whatever the version has
+// reached by the time the caller is answered, so the answer does not depend on timing.
+func (w *versionWF) decisionStage() string {
+	for i := len(w.st.History) - 1; i >= 0; i-- {
+		if w.st.History[i].From == StagePendingApproval {
+			return w.st.History[i].To
+		}
+	}
+	return w.st.Stage
 }
 
 // checkDecision says why a decision cannot be taken, in words for the person who sent it.
@@ -166,7 +177,7 @@ func (w *versionWF) recordDecision(ctx workflow.Context, kind, via string, d Dec
 		Approver: d.Approver, Comment: d.Comment, Digest: d.Digest, Accepted: accepted, Reason: reason, At: workflow.Now(ctx).UTC(),
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
+		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20},
 	})
 	if err := workflow.ExecuteActivity(actx, a.RecordDecision, row).Get(ctx, nil); err != nil {

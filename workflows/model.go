@@ -177,15 +177,16 @@ func (m *modelWF) register(ctx workflow.Context, req RegisterRequest) (RegisterR
 	return res, nil
 }
 
+// Catalog writes take milliseconds; a short timeout means an attempt lost with a crashed worker is retried
+// within seconds.
 var catalogActivityOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: 30 * time.Second,
+	StartToCloseTimeout: 10 * time.Second,
 	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
 }
 
 // Deployment events are retried until acknowledged: a downstream outage must not lose one.
 var deployActivityOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: 2 * time.Minute,
-	HeartbeatTimeout:    time.Minute,
+	StartToCloseTimeout: 45 * time.Second,
 	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 2 * time.Second, MaximumInterval: 5 * time.Minute},
 }
 

@@ -34,8 +34,13 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 		return err
 	}
 
-	// Signals buffered when a terminal stage is reached are still recorded, for the describe query.
-	defer w.drainSignals(ctx)
+	// Signals buffered when a terminal stage is reached are still recorded, for the describe query; and
+	// an update handler still answering (a reject that ended the lifecycle) finishes before the workflow
+	// does, so its caller gets the answer instead of "workflow completed".
+	defer func() {
+		w.drainSignals(ctx)
+		_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	}()
 
 	if w.st.Stage == StageRegistered {
 		if len(w.st.History) == 0 {
@@ -69,7 +74,9 @@ type versionWF struct {
 
 var storeActivityOptions = workflow.ActivityOptions{
 	StartToCloseTimeout: 6 * time.Hour,
-	HeartbeatTimeout:    2 * time.Minute,
+	// Store and verify heartbeat every second while bytes move; a crashed worker's attempt is retried
+	// after this long.
+	HeartbeatTimeout: 30 * time.Second,
 	RetryPolicy: &temporal.RetryPolicy{
 		InitialInterval: 2 * time.Second, MaximumInterval: time.Minute, MaximumAttempts: 20,
 		NonRetryableErrorTypes: []string{activities.ErrTypeBadSource},
@@ -139,7 +146,10 @@ func (w *versionWF) requestPromotion(ctx workflow.Context) error {
 	// unlimited retries; the update ID makes every retry attach to the same promotion.
 	pctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 2 * time.Second, MaximumInterval: time.Minute},
+		// The activity heartbeats while it waits for the model workflow, so a crashed worker's attempt is
+		// noticed in seconds.
+		HeartbeatTimeout: 15 * time.Second,
+		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: 2 * time.Second, MaximumInterval: time.Minute},
 	})
 	var res ProductionResult
 	if err := workflow.ExecuteActivity(pctx, a.UpdateWorkflow, activities.UpdateWorkflowInput{
@@ -312,7 +322,13 @@ func decodeDecision(raw RawPayload, withDigest bool) (Decision, error) {
 	if err := dec.Decode(&d); err != nil {
 		return d, fmt.Errorf("payload is not a decision {\"approver\": string, \"comment\": string, \"digest\": string}: %v", err)
 	}
-	if dec.More() {
+	// The literal null decodes into a zero Decision without an error; it is not a decision object.
+	if t := bytes.TrimLeft(raw.Data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return Decision{}, errors.New(`payload is not a decision {"approver": string, "comment": string, "digest": string}: not a JSON object`)
+	}
+	// dec.More is false for a stray ']' or '}', so look at the bytes themselves (JSON whitespace only).
+	// Lifecycles from before approval policies checked only dec.More, and replay as they ran.
+	if withDigest && len(bytes.TrimLeft(raw.Data[dec.InputOffset():], " \t\r\n")) > 0 || !withDigest && dec.More() {
 		return d, errors.New("payload has data after the decision object")
 	}
 	if !withDigest && d.Digest != "" {

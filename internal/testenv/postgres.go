@@ -164,6 +164,11 @@ func runPostgres(bindir, dir, data string, cred *syscall.Credential, attempt int
 	if err != nil {
 		return nil, "", err
 	}
+	return runPostgresOn(bindir, dir, data, cred, attempt, port)
+}
+
+// runPostgresOn starts the server on a given port, as a restart after an outage must.
+func runPostgresOn(bindir, dir, data string, cred *syscall.Credential, attempt, port int) (*postgresServer, string, error) {
 	logPath := filepath.Join(dir, fmt.Sprintf("postgres-%d.log", attempt))
 	logFile, err := os.Create(logPath)
 	if err != nil {
