@@ -295,26 +295,21 @@ without it the starter uses the digest the version's workflow reports, and print
 					fmt.Fprintf(a.errOut, "deciding on manifest digest %s\n", digest)
 				}
 			}
-			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-				WorkflowID: workflows.VersionWorkflowID(model, version), UpdateName: kind,
-				Args:         []any{workflows.Decision{Approver: approver, Comment: comment, Digest: digest}},
-				WaitForStage: client.WorkflowUpdateStageCompleted,
-			})
-			if err == nil {
-				var res workflows.DecisionResult
-				if err = h.Get(ctx, &res); err == nil {
-					if a.json {
-						return a.printJSON(res)
-					}
-					if res.Stage == workflows.StagePendingApproval && res.Required > 1 {
-						fmt.Fprintf(a.out, "%s v%d: %s (%d of %d approvals)\n", model, version, res.Stage, res.Approvals, res.Required)
-					} else {
-						fmt.Fprintf(a.out, "%s v%d: %s\n", model, version, res.Stage)
-					}
-					return nil
-				}
+			var res workflows.DecisionResult
+			err = update(ctx, c, workflows.VersionWorkflowID(model, version), kind,
+				workflows.Decision{Approver: approver, Comment: comment, Digest: digest}, &res)
+			if err != nil {
+				return a.refusal(ctx, c, kind, model, version, err)
 			}
-			return a.refusal(ctx, c, kind, model, version, err)
+			if a.json {
+				return a.printJSON(res)
+			}
+			if res.Stage == workflows.StagePendingApproval && res.Required > 1 {
+				fmt.Fprintf(a.out, "%s v%d: %s (%d of %d approvals)\n", model, version, res.Stage, res.Approvals, res.Required)
+			} else {
+				fmt.Fprintf(a.out, "%s v%d: %s\n", model, version, res.Stage)
+			}
+			return nil
 		},
 	}
 	modelVersionFlags(cmd, &model, &version)
@@ -322,6 +317,17 @@ without it the starter uses the digest the version's workflow reports, and print
 	cmd.Flags().StringVar(&comment, "comment", "", "why")
 	cmd.Flags().StringVar(&digest, "digest", "", "the manifest digest the decision is made on (default: the version's)")
 	return cmd
+}
+
+// update runs an update on a workflow and waits for its result.
+func update(ctx context.Context, c client.Client, workflowID, name string, arg, result any) error {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflowID, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return err
+	}
+	return h.Get(ctx, result)
 }
 
 // refusal explains an update the version's workflow did not take.
@@ -362,22 +368,17 @@ func (a *app) verdictCmd() *cobra.Command {
 			}
 			defer c.Close()
 			ctx := cmd.Context()
-			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-				WorkflowID: workflows.VersionWorkflowID(model, version), UpdateName: workflows.UpdateVerdict,
-				Args:         []any{workflows.Verdict{Validator: validator, Token: token, Passed: pass, ReportURL: reportURL, Detail: detail}},
-				WaitForStage: client.WorkflowUpdateStageCompleted,
-			})
-			if err == nil {
-				var res workflows.DecisionResult
-				if err = h.Get(ctx, &res); err == nil {
-					if a.json {
-						return a.printJSON(res)
-					}
-					fmt.Fprintf(a.out, "verdict of %s recorded for %s v%d\n", validator, model, version)
-					return nil
-				}
+			var res workflows.DecisionResult
+			err = update(ctx, c, workflows.VersionWorkflowID(model, version), workflows.UpdateVerdict,
+				workflows.Verdict{Validator: validator, Token: token, Passed: pass, ReportURL: reportURL, Detail: detail}, &res)
+			if err != nil {
+				return a.refusal(ctx, c, "verdict", model, version, err)
 			}
-			return a.refusal(ctx, c, "verdict", model, version, err)
+			if a.json {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.out, "verdict of %s recorded for %s v%d\n", validator, model, version)
+			return nil
 		},
 	}
 	modelVersionFlags(cmd, &model, &version)
@@ -410,15 +411,9 @@ func (a *app) rollbackCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-				WorkflowID: workflows.ModelWorkflowID(model), UpdateName: workflows.UpdateRollback,
-				Args:         []any{workflows.RollbackRequest{SchemaVersion: workflows.SchemaVersion, To: to, Actor: actor, Reason: reason}},
-				WaitForStage: client.WorkflowUpdateStageCompleted,
-			})
 			var res workflows.ProductionResult
-			if err == nil {
-				err = h.Get(cmd.Context(), &res)
-			}
+			err = update(cmd.Context(), c, workflows.ModelWorkflowID(model), workflows.UpdateRollback,
+				workflows.RollbackRequest{SchemaVersion: workflows.SchemaVersion, To: to, Actor: actor, Reason: reason}, &res)
 			if err != nil {
 				var nf *serviceerror.NotFound
 				if errors.As(err, &nf) {

@@ -168,7 +168,14 @@ func (f *faultHarness) runWorkload(models []string, perModel int, timeout time.D
 		f.t.Fatal(err)
 	}
 
-	// Approve everything that waits; finish when all are in Production or Archived.
+	f.driveToEnd(lcs, timeout)
+	return lcs
+}
+
+// driveToEnd approves every version that waits for approval, and returns when all are in Production or
+// Archived.
+func (f *faultHarness) driveToEnd(lcs []lifecycle, timeout time.Duration) {
+	f.t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -188,7 +195,7 @@ func (f *faultHarness) runWorkload(models []string, perModel int, timeout time.D
 			}
 		}
 		if done == len(lcs) {
-			return lcs
+			return
 		}
 		if time.Now().After(deadline) {
 			f.t.Fatalf("only %d of %d lifecycles finished within %s", done, len(lcs), timeout)
@@ -416,31 +423,7 @@ func TestFaultStoreDown(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		done := 0
-		for _, lc := range lcs {
-			d, err := f.describe(ctx, lc.model, lc.version)
-			if err != nil {
-				continue
-			}
-			switch d.State.Stage {
-			case workflows.StageProduction, workflows.StageArchived:
-				done++
-			case workflows.StagePendingApproval:
-				go f.approve(lc, d.State.ManifestDigest)
-			case workflows.StageRejected, workflows.StageFailed:
-				t.Fatalf("%s v%d ended %s: %+v", lc.model, lc.version, d.State.Stage, d.State.History)
-			}
-		}
-		if done == len(lcs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d lifecycles finished", done, len(lcs))
-		}
-		time.Sleep(time.Second)
-	}
+	f.driveToEnd(lcs, 5*time.Minute)
 	f.checkInvariants(lcs)
 	t.Logf("store outage: %d lifecycles (32 MiB each), %d outage of 20 s, nothing lost", len(lcs), f.outages.Load())
 }
