@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -285,14 +286,17 @@ func TestValidationRejectsAndBadInput(t *testing.T) {
 	// A malformed signal is recorded with its reason and the workflow keeps waiting.
 	writeFiles(t, h.dir, map[string]string{"ok.json": `{"accuracy": 0.95}`})
 	h.mustStarter("register", "--model", "churn", "--dir", good, "--metrics", filepath.Join(h.dir, "ok.json"), "--wait")
+	// Malformed JSON: the CLI refuses to send it as JSON, so it goes as raw bytes.
+	h.mustCLI("workflow", "signal", "--workflow-id", "model/churn/v3", "--name", "approve",
+		"--input-meta", "encoding=binary/plain", "--input-base64", "--input", base64.StdEncoding.EncodeToString([]byte(`{"approver": "x",`)))
 	h.mustCLI("workflow", "signal", "--workflow-id", "model/churn/v3", "--name", "approve", "--input", `{"approver": 7}`)
 	h.mustCLI("workflow", "signal", "--workflow-id", "model/churn/v3", "--name", "approve", "--input", `{"approver": "x", "colour": "blue"}`)
 	h.mustCLI("workflow", "signal", "--workflow-id", "model/churn/v3", "--name", "approve", "--input", `{"approver": "x", "digest": "sha256:00"}`)
 	out = waitFor(t, func() (string, bool) {
 		o := h.mustStarter("status", "--model", "churn", "--version", "3")
-		return o, strings.Count(o, "approve (signal)") == 3
+		return o, strings.Count(o, "approve (signal)") == 4
 	})
-	if !strings.Contains(out, "PendingApproval") || !strings.Contains(out, "cannot unmarshal number") || !strings.Contains(out, `unknown field "colour"`) ||
+	if !strings.Contains(out, "PendingApproval") || !strings.Contains(out, "cannot unmarshal number") || !strings.Contains(out, `payload encoding "binary/plain" is not json/plain`) || !strings.Contains(out, `unknown field "colour"`) ||
 		!strings.Contains(out, "the decision names digest sha256:00 but churn v3 has manifest digest sha256:") {
 		t.Fatalf("status after malformed signals:\n%s", out)
 	}
