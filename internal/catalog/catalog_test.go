@@ -599,8 +599,10 @@ func testSetProduction(t *testing.T, url string) {
 			wantErr(t, "Production after clearing", err, catalog.ErrNotFound)
 			return
 		}
-		if err != nil || p.Version != *wantVersion {
-			t.Fatalf("Production = v%d, %v; want v%d", p.Version, err, *wantVersion)
+		// The versions here never entered Production: a deployer must not be handed them.
+		wantErr(t, "Production of a pointer at a version that is not in Production", err, catalog.ErrInconsistent)
+		if !strings.Contains(err.Error(), fmt.Sprintf("names v%d, whose stage is Registered", *wantVersion)) || p.Version != 0 {
+			t.Fatalf("Production = v%d, %v; want the inconsistency named", p.Version, err)
 		}
 	}
 	check(nil, 0)

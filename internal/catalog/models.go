@@ -148,5 +148,11 @@ func (c *Catalog) Production(ctx context.Context, model string) (Version, error)
 	if err != nil {
 		return Version{}, fmt.Errorf("catalog: production version of model %q: %w", model, err)
 	}
+	// The pointer and the version's stage are written by two activities; between them, or after a
+	// hand edit, they can disagree. A deployer must never be handed a version that is not in Production.
+	if r.Stage != StageProduction {
+		return Version{}, fmt.Errorf("catalog: the production pointer of model %q names v%d, whose stage is %s, not %s: %w",
+			model, r.Version, r.Stage, StageProduction, ErrInconsistent)
+	}
 	return r.version()
 }

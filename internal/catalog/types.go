@@ -23,6 +23,9 @@ var (
 	// ErrConflict is returned when a write contradicts what is stored (e.g. the same version number
 	// registered under another idempotency key, or a second Production version).
 	ErrConflict = errors.New("conflict")
+	// ErrInconsistent is returned when what is stored contradicts itself (the production pointer names
+	// a version that is not in Production); starter check reports how.
+	ErrInconsistent = errors.New("inconsistent")
 )
 
 // Policy is what a model's versions must satisfy; it is stored per model as JSON.

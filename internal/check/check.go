@@ -520,7 +520,11 @@ func (d Deps) checkModelWide(ctx context.Context, s snapshot) ([]Finding, error)
 		add(0, KindWorkflowNotFound, "workflow %s not found", wid)
 	case qerr != nil:
 		add(0, KindWorkflowQuery, "query %s on workflow %s failed: %v", workflows.QueryDescribe, wid, qerr)
-	case desc.State.NextVersion != maxVersion+1:
+	case desc.State.NextVersion == 0 && desc.State.LastVersion < maxVersion:
+		// Since the catalog mints numbers the workflow only remembers the last one it saw.
+		add(0, KindNextVersion, "model workflow's last version is %s, catalog's highest version is %s",
+			vOrNone(desc.State.LastVersion), vOrNone(maxVersion))
+	case desc.State.NextVersion != 0 && desc.State.NextVersion != maxVersion+1:
 		add(0, KindNextVersion, "model workflow's next version is %d, catalog's highest version is %s (want next %d)",
 			desc.State.NextVersion, vOrNone(maxVersion), maxVersion+1)
 	}
