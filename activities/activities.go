@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -47,6 +48,8 @@ const (
 	ErrTypeBadSource  = "BadSource"
 	ErrTypeRejected   = "UpdateRejected"
 	ErrTypeBadRequest = "BadRequest"
+	// ErrTypeRefusedByReceiver: a webhook answered 4xx (other than 408 and 429); the delivery ends.
+	ErrTypeRefusedByReceiver = "RefusedByReceiver"
 )
 
 // CreateVersion writes the catalog row of a freshly minted version (stage Registered, seq 1).
@@ -283,6 +286,11 @@ func (a *Activities) post(ctx context.Context, c *http.Client, url, eventID stri
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
+		// A receiver that refuses the event (400 Bad Request, 403, 404, 410 …) will refuse it again:
+		// retrying for ever would only hide that. Timeouts and rate limits are worth another try.
+		if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("webhook %s refused the event: %s", shown, resp.Status), ErrTypeRefusedByReceiver, nil)
+		}
 		return fmt.Errorf("webhook %s answered %s", shown, resp.Status)
 	}
 	return nil
@@ -295,6 +303,11 @@ type UpdateWorkflowInput struct {
 	UpdateName string          `json:"updateName"`
 	UpdateID   string          `json:"updateId"`
 	Arg        json.RawMessage `json:"arg"`
+	// With StartWorkflowType set, the target is started (with StartArg, on StartTaskQueue) if it is not
+	// running, and the update sent with the start: update-with-start.
+	StartWorkflowType string          `json:"startWorkflowType,omitempty"`
+	StartTaskQueue    string          `json:"startTaskQueue,omitempty"`
+	StartArg          json.RawMessage `json:"startArg,omitempty"`
 }
 
 // UpdateWorkflow runs the update and returns its JSON result. A refusal by the update's validator is
@@ -316,13 +329,24 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 			}
 		}
 	}()
-	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	opts := client.UpdateWorkflowOptions{
 		WorkflowID:   in.WorkflowID,
 		UpdateName:   in.UpdateName,
 		UpdateID:     in.UpdateID,
 		Args:         []any{in.Arg},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
+	}
+	var h client.WorkflowUpdateHandle
+	var err error
+	if in.StartWorkflowType != "" {
+		op := a.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+			ID: in.WorkflowID, TaskQueue: in.StartTaskQueue,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		}, in.StartWorkflowType, in.StartArg)
+		h, err = a.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op, UpdateOptions: opts})
+	} else {
+		h, err = a.Temporal.UpdateWorkflow(ctx, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
