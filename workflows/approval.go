@@ -61,6 +61,25 @@ func (w *versionWF) decided() bool {
 }
 
 func (w *versionWF) setDecisionHandlers(ctx workflow.Context) error {
+	if w.bv >= versionV1 {
+		for _, kind := range []string{UpdateApprove, UpdateReject} {
+			kind := kind
+			// Every decision reaches the handler, which checks it as the signal of the same name is
+			// checked and audits a refusal; the validator would refuse without a trace.
+			if err := workflow.SetUpdateHandlerWithOptions(ctx, kind,
+				func(ctx workflow.Context, raw RawPayload) (DecisionResult, error) {
+					return w.onDecisionUpdateV1(ctx, kind, raw)
+				},
+				workflow.UpdateHandlerOptions{Description: fmt.Sprintf(`%s: {"approver":"who","comment":"why","digest":"sha256:… (the manifest digest)"}`, kind)}); err != nil {
+				return err
+			}
+		}
+		return workflow.SetUpdateHandlerWithOptions(ctx, UpdateVerdict, w.onVerdict,
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, v Verdict) error {
+				_, err := w.checkVerdict(ctx, v)
+				return err
+			}, Description: "an external validator's verdict: {\"validator\",\"token\",\"passed\",\"reportUrl\",\"detail\"}"})
+	}
 	for _, kind := range []string{UpdateApprove, UpdateReject} {
 		kind := kind
 		err := workflow.SetUpdateHandlerWithOptions(ctx, kind,
@@ -114,8 +133,8 @@ func (w *versionWF) checkDecision(ctx workflow.Context, kind string, d Decision)
 	if strings.TrimSpace(d.Approver) == "" {
 		return errors.New("a decision needs an approver (who decides)")
 	}
-	if len(d.Approver) > 200 || len(d.Comment) > 4096 {
-		return errors.New("approver (max 200 bytes) or comment (max 4096 bytes) is too long")
+	if len(d.Approver) > MaxActorBytes || len(d.Comment) > MaxCommentBytes {
+		return fmt.Errorf("approver (max %d bytes) or comment (max %d bytes) is too long", MaxActorBytes, MaxCommentBytes)
 	}
 	if !w.policyV1 {
 		return nil
@@ -159,6 +178,11 @@ func (w *versionWF) accept(ctx workflow.Context, kind, via string, d Decision) {
 // refuse records a message the workflow did not act on, with why: in the describe query always, and
 // in the catalog's decisions audit once approval policies are in force.
 func (w *versionWF) refuse(ctx workflow.Context, name, via, reason string, payload []byte, d Decision) {
+	if w.bv >= versionV1 {
+		w.keepRefused(ctx, RejectedMessage{Name: name, Via: via, Reason: reason, Payload: clip(payload, 512), At: workflow.Now(ctx).UTC()})
+		w.queueDecision(ctx, w.decisionRow(ctx, name, via, d, false, reason))
+		return
+	}
 	if len(payload) > 512 {
 		payload = payload[:512]
 	}
@@ -171,6 +195,10 @@ func (w *versionWF) refuse(ctx workflow.Context, name, via, reason string, paylo
 // recordDecision appends to the catalog's decisions audit. A failure to write it must not block the
 // lifecycle, so it is retried for a while and then logged.
 func (w *versionWF) recordDecision(ctx workflow.Context, kind, via string, d Decision, accepted bool, reason string) {
+	if w.bv >= versionV1 {
+		w.queueDecision(ctx, w.decisionRow(ctx, kind, via, d, accepted, reason))
+		return
+	}
 	w.st.DecisionCount++
 	row := catalog.Decision{
 		Model: w.in.Model, Version: w.in.Version, ID: fmt.Sprintf("%06d", w.st.DecisionCount), Kind: kind, Via: via,
@@ -214,8 +242,10 @@ func (w *versionWF) awaitDecision(ctx workflow.Context) (done bool, err error) {
 			}
 		}
 		var remind time.Time
+		interval := time.Duration(p.ReminderIntervalSeconds) * time.Second
+		next := w.nextReminder(now, interval)
 		if w.policyV1 && p.ReminderIntervalSeconds > 0 && w.st.PendingSince != nil {
-			remind = w.st.PendingSince.Add(time.Duration(w.st.Reminders+1) * time.Duration(p.ReminderIntervalSeconds) * time.Second)
+			remind = w.st.PendingSince.Add(time.Duration(next) * interval)
 			if r := remind.Sub(now); timeout == 0 || r < timeout {
 				timeout = max(r, time.Nanosecond)
 			}
@@ -229,6 +259,9 @@ func (w *versionWF) awaitDecision(ctx workflow.Context) (done bool, err error) {
 		}
 		if w.st.Deadline != nil && !workflow.Now(ctx).Before(*w.st.Deadline) {
 			return true, w.transition(ctx, StageRejected, "registry", "expired: the approval deadline passed at "+w.st.Deadline.Format(time.RFC3339))
+		}
+		if w.bv >= versionV1 {
+			w.st.Reminders = next - 1
 		}
 		w.sendReminder(ctx)
 	}

@@ -55,6 +55,13 @@ func (w *versionWF) runGates(ctx workflow.Context) error {
 			g.Status, g.Detail, g.At = GateFailed, "the validation request could not be delivered: "+rootMessage(err), &at
 		}
 	}
+	return w.awaitGates(ctx)
+}
+
+// awaitGates waits for the gates' verdicts (or deadlines) and adds them to the validation report. It is
+// where a run continues as new while validators take their time (versionV1), and where the next run
+// resumes.
+func (w *versionWF) awaitGates(ctx workflow.Context) error {
 	for {
 		pending := false
 		var next time.Time

@@ -35,7 +35,8 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 	if err := names.ValidateModel(in.Model); err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "BadInput", nil)
 	}
-	m := &modelWF{in: in, st: ModelState{NextVersion: 1, Keys: map[string]int{}, Ready: map[int]bool{}}}
+	m := &modelWF{in: in, st: ModelState{NextVersion: 1, Keys: map[string]int{}, Ready: map[int]bool{}}, pending: map[string]*pendingRegistration{}}
+	m.v = workflow.GetVersion(ctx, changeModelBehaviour, workflow.DefaultVersion, modelV1)
 	if in.State != nil {
 		m.st = *in.State
 		if m.st.Keys == nil {
@@ -45,6 +46,24 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 			m.st.Ready = map[int]bool{}
 		}
 	}
+	if m.v >= modelV1 {
+		// A cancel request must not end the model's workflow (it would stop minting and promotions), so
+		// nothing below waits on ctx; the request is counted and logged.
+		root, _ := workflow.NewDisconnectedContext(ctx)
+		cancelled := ctx.Done()
+		workflow.Go(root, func(gctx workflow.Context) {
+			cancelled.Receive(gctx, nil)
+			m.st.CancelRequests++
+			workflow.GetLogger(gctx).Warn("cancel request ignored: the model's workflow runs for as long as the model exists; terminate it to stop it")
+		})
+		ctx = root
+		// What a run from before modelV1 carried lives in the catalog now.
+		m.st.Keys, m.st.Ready = map[string]int{}, map[int]bool{}
+		if m.st.LastVersion < m.st.NextVersion-1 {
+			m.st.LastVersion = m.st.NextVersion - 1
+		}
+	}
+	m.root = ctx
 	m.st.Runs++
 	m.lock = workflow.NewMutex(ctx)
 	if err := workflow.UpsertTypedSearchAttributes(ctx, SAModelName.ValueSet(in.Model)); err != nil {
@@ -52,6 +71,15 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 	}
 	if err := m.setHandlers(ctx); err != nil {
 		return err
+	}
+	if m.v >= modelV1 {
+		if in.State == nil {
+			if err := m.rebuild(ctx); err != nil {
+				return err
+			}
+		}
+		m.loaded = true
+		m.runDelivery(ctx)
 	}
 	max := in.MaxHistoryEvents
 	if max <= 0 {
@@ -75,29 +103,104 @@ type modelWF struct {
 	in   ModelInput
 	st   ModelState
 	lock workflow.Mutex
+	v    workflow.Version
+
+	// Since modelV1.
+	root           workflow.Context // not cancelled by a cancel request
+	loaded         bool
+	pending        map[string]*pendingRegistration
+	refusals       int
+	switching      *SwitchInfo
+	cancelDelivery workflow.CancelFunc
+	delivering     int
 }
 
 func (m *modelWF) setHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryDescribe, func() (ModelDescription, error) {
+		if m.v >= modelV1 && !m.loaded {
+			return ModelDescription{}, errors.New("the model's workflow is rebuilding its state from the catalog; ask again in a moment")
+		}
 		return ModelDescription{SchemaVersion: SchemaVersion, Model: m.in.Model, State: m.st}, nil
 	}); err != nil {
 		return err
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryProduction, func() (ProductionResult, error) {
+		if m.v >= modelV1 && !m.loaded {
+			return ProductionResult{}, errors.New("the model's workflow is rebuilding its state from the catalog; ask again in a moment")
+		}
 		return m.production(), nil
 	}); err != nil {
 		return err
 	}
+	registerValidator := func(ctx workflow.Context, req RegisterRequest) error {
+		if err := req.Validate(); err != nil {
+			return err
+		}
+		if req.Model != m.in.Model {
+			return fmt.Errorf("request is for model %q but this is the workflow of model %q", req.Model, m.in.Model)
+		}
+		return nil
+	}
+	if m.v >= modelV1 {
+		if err := workflow.SetQueryHandlerWithOptions(ctx, QuerySwitch, func() (SwitchInfo, error) {
+			if m.switching == nil {
+				return SwitchInfo{}, nil
+			}
+			return *m.switching, nil
+		}, workflow.QueryHandlerOptions{Description: "internal: the production switch in progress, checked by version workflows"}); err != nil {
+			return err
+		}
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRegister, m.registerV1, workflow.UpdateHandlerOptions{
+			Validator: registerValidator, Description: "register a version: RegisterRequest JSON (README)",
+		}); err != nil {
+			return err
+		}
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePromote, m.promoteV1, workflow.UpdateHandlerOptions{
+			Validator: func(ctx workflow.Context, req PromoteRequest) error {
+				if req.SchemaVersion != SchemaVersion {
+					return fmt.Errorf("schemaVersion %d is not supported (want %d)", req.SchemaVersion, SchemaVersion)
+				}
+				if m.loaded && (req.Version < 1 || req.Version > m.st.LastVersion) {
+					return fmt.Errorf("model %q has no version %d", m.in.Model, req.Version)
+				}
+				return nil
+			},
+			Description: "internal: sent by a version's workflow once it is approved; checked against that version's state",
+		}); err != nil {
+			return err
+		}
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRedeliver, m.redeliver, workflow.UpdateHandlerOptions{
+			Validator: func(ctx workflow.Context, req RedeliverRequest) error {
+				if req.SchemaVersion != SchemaVersion {
+					return fmt.Errorf("schemaVersion %d is not supported (want %d)", req.SchemaVersion, SchemaVersion)
+				}
+				return nil
+			},
+			Description: "deliver the last deployment event again: {\"schemaVersion\":1}",
+		}); err != nil {
+			return err
+		}
+		return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRollback, m.rollbackV1, workflow.UpdateHandlerOptions{
+			Validator: func(ctx workflow.Context, req RollbackRequest) error {
+				if req.SchemaVersion != SchemaVersion {
+					return fmt.Errorf("schemaVersion %d is not supported (want %d)", req.SchemaVersion, SchemaVersion)
+				}
+				if req.Actor == "" {
+					return errors.New("rollback needs an actor (who is rolling back)")
+				}
+				if len(req.Actor) > MaxActorBytes || len(req.Reason) > MaxReasonBytes {
+					return fmt.Errorf("actor (max %d bytes) or reason (max %d bytes) is too long", MaxActorBytes, MaxReasonBytes)
+				}
+				if m.loaded && (req.To < 0 || req.To > m.st.LastVersion) {
+					return fmt.Errorf("model %q has no version %d", m.in.Model, req.To)
+				}
+				return nil
+			},
+			Description: `roll back to an archived version: {"schemaVersion":1,"to":N,"actor":"who","reason":"why"} (to 0: the last archived)`,
+		})
+	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRegister, m.register, workflow.UpdateHandlerOptions{
-		Validator: func(ctx workflow.Context, req RegisterRequest) error {
-			if err := req.Validate(); err != nil {
-				return err
-			}
-			if req.Model != m.in.Model {
-				return fmt.Errorf("request is for model %q but this is the workflow of model %q", req.Model, m.in.Model)
-			}
-			return nil
-		},
+		Validator: registerValidator,
 	}); err != nil {
 		return err
 	}

@@ -37,6 +37,7 @@ type modelCalls struct {
 func newModelEnv(t *testing.T, childrenEnd bool) (*testsuite.TestWorkflowEnvironment, *modelCalls) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	pinBehaviour(env, workflow.DefaultVersion)
 	env.SetDataConverter(NewDataConverter())
 	env.RegisterWorkflow(ModelWorkflow)
 	env.RegisterWorkflow(ModelVersionWorkflow)

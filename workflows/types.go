@@ -33,6 +33,7 @@ const (
 	UpdateRegister  = "register"
 	UpdatePromote   = "promote"
 	UpdateRollback  = "rollback"
+	UpdateRedeliver = "redeliver"
 	QueryProduction = "production"
 
 	// On ModelVersionWorkflow. approve and reject are both updates and signals.
@@ -46,9 +47,15 @@ const (
 	// On both.
 	QueryDescribe = "describe"
 
-	// Sent by ModelWorkflow to a version's workflow while it serializes promotions; not for humans.
-	UpdateArchive = "archive"
-	UpdateRestore = "restore"
+	// Internal (docs/architecture.md, "Internal messages"): sent by one of the registry's workflows to
+	// another during a step it is running, and refused from anyone else. archive and restore are sent by
+	// ModelWorkflow to a version's workflow during a production switch and are checked against the
+	// switch the model's workflow is running (QuerySwitch); promote is sent by a version's workflow once
+	// it is Approved and is checked against that version's state (QueryPromotion).
+	UpdateArchive  = "archive"
+	UpdateRestore  = "restore"
+	QuerySwitch    = "internal:switch"
+	QueryPromotion = "internal:promotion"
 )
 
 // Stage names (design.md: a public contract).
@@ -192,6 +199,9 @@ type RegisterResult struct {
 	WorkflowID    string `json:"workflowId"`
 	// Existing is true when the idempotency key had already registered this version.
 	Existing bool `json:"existing"`
+	// Stage is the version's stage when the key was found registered (Existing), e.g. Rejected: the same
+	// key never registers a new version; register the content again under a new idempotency key.
+	Stage string `json:"stage,omitempty"`
 }
 
 // ModelInput starts ModelWorkflow. State is set only by continue-as-new.
@@ -218,6 +228,64 @@ type ModelState struct {
 	Seq     int64              `json:"seq"`
 	History []ProductionChange `json:"history,omitempty"`
 	Runs    int                `json:"runs"`
+
+	// Since modelV1 (see model.go) the catalog mints numbers and keeps every key, so Keys, Ready and
+	// NextVersion stay empty, Archived and History are bounded windows (the catalog keeps everything),
+	// and LastVersion is the highest number minted so far, for validating promote requests.
+	LastVersion int `json:"lastVersion,omitempty"`
+	// Delivery is the deployment event of the last switch while it is being delivered, and its outcome.
+	Delivery *Delivery `json:"delivery,omitempty"`
+	// Rebuilt says when this model's state was last rebuilt from the catalog (a run that started
+	// without carried state: the first one, or one after a terminate).
+	Rebuilt *time.Time `json:"rebuilt,omitempty"`
+	// CancelRequests counts cancel requests, which the model's workflow ignores: it must keep running
+	// for as long as the model has versions.
+	CancelRequests int `json:"cancelRequests,omitempty"`
+}
+
+// Delivery is a deployment event and what became of it. Status is pending (being delivered, with
+// retries), delivered (every webhook acknowledged it), refused (a webhook answered 4xx), failed (the
+// retry limit passed) or superseded (a newer switch happened before it was delivered).
+type Delivery struct {
+	Event    activities.DeploymentEvent `json:"event"`
+	Status   string                     `json:"status"`
+	Error    string                     `json:"error,omitempty"`
+	Attempts int                        `json:"attempts,omitempty"`
+	At       *time.Time                 `json:"at,omitempty"`
+}
+
+// Delivery statuses.
+const (
+	DeliveryPending    = "pending"
+	DeliveryDelivered  = "delivered"
+	DeliveryRefused    = "refused"
+	DeliveryFailed     = "failed"
+	DeliverySuperseded = "superseded"
+)
+
+// SwitchInfo answers the internal switch query: the production switch ModelWorkflow is running, if any.
+// A version's workflow accepts archive and restore only when they name this switch and this version.
+type SwitchInfo struct {
+	ID      string `json:"id,omitempty"`
+	Kind    string `json:"kind,omitempty"`
+	Version int    `json:"version,omitempty"` // the version entering production
+	Prior   int    `json:"prior,omitempty"`   // the version leaving it, 0 for none
+}
+
+// PromotionInfo answers the internal promotion query on a version's workflow: what ModelWorkflow
+// checks before it switches production to the version.
+type PromotionInfo struct {
+	Stage          string   `json:"stage"`
+	ManifestDigest string   `json:"manifestDigest"`
+	Validated      bool     `json:"validated"`
+	Approvals      int      `json:"approvals"`
+	Required       int      `json:"required"`
+	Rejected       bool     `json:"rejected"`
+	Champion       int      `json:"champion,omitempty"` // production version at validation
+	ChampionMetric string   `json:"championMetric,omitempty"`
+	LowerIsBetter  bool     `json:"lowerIsBetter,omitempty"`
+	Tolerance      float64  `json:"tolerance,omitempty"`
+	Value          *float64 `json:"value,omitempty"`
 }
 
 // ProductionChange is one move of the production pointer.
@@ -248,6 +316,18 @@ type RollbackRequest struct {
 	Reason        string `json:"reason,omitempty"`
 }
 
+// RedeliverRequest asks ModelWorkflow to deliver the last switch's deployment event again.
+type RedeliverRequest struct {
+	SchemaVersion int `json:"schemaVersion"`
+}
+
+// Limits of what a message may carry (README, "Limits"): each is refused with a message naming it.
+const (
+	MaxActorBytes   = 200
+	MaxReasonBytes  = 4096
+	MaxCommentBytes = 4096
+)
+
 // ProductionResult answers promote, rollback and the production query.
 type ProductionResult struct {
 	SchemaVersion int    `json:"schemaVersion"`
@@ -273,6 +353,9 @@ type VersionInput struct {
 	Request          RegisterRequest `json:"request"`
 	State            *VersionState   `json:"state,omitempty"`
 	MaxHistoryEvents int             `json:"maxHistoryEvents,omitempty"`
+	// GateTokens carries the external validators' tokens across continue-as-new (the describe query
+	// does not show them).
+	GateTokens map[string]string `json:"gateTokens,omitempty"`
 }
 
 // Decision is the payload of the approve and reject updates and signals.
@@ -323,6 +406,9 @@ type ArchiveRequest struct {
 	ReplacedBy    int    `json:"replacedBy,omitempty"`
 	Actor         string `json:"actor,omitempty"`
 	Reason        string `json:"reason,omitempty"`
+	// SwitchID names the switch ModelWorkflow is running (its switch query); a request without the
+	// current one is refused.
+	SwitchID string `json:"switchId,omitempty"`
 }
 
 // VersionState is everything a version's workflow knows; it is carried across continue-as-new and
@@ -346,6 +432,11 @@ type VersionState struct {
 	DecisionCount int               `json:"decisionCount,omitempty"`
 	FailureReason string            `json:"failureReason,omitempty"`
 	Pending       *AcceptedDecision `json:"-"`
+	// RejectedTotal counts every refused message; Rejected keeps the latest ones (the catalog keeps all).
+	RejectedTotal int `json:"rejectedTotal,omitempty"`
+	// Step says what the workflow is doing when it waits on an activity that rides out outages.
+	Step      string     `json:"step,omitempty"`
+	StepSince *time.Time `json:"stepSince,omitempty"`
 }
 
 // StageChange is one transition in a version's life.
@@ -385,4 +476,6 @@ type VersionDescription struct {
 	Version       int             `json:"version"`
 	Request       RegisterRequest `json:"request"`
 	State         VersionState    `json:"state"`
+	// UnhandledSignals names signals sent under a name this workflow does not take, not yet recorded.
+	UnhandledSignals []string `json:"unhandledSignals,omitempty"`
 }

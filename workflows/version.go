@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,15 +24,28 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 	w := &versionWF{in: in, st: VersionState{Stage: StageRegistered, Seq: 1}}
 	if in.State != nil {
 		w.st = *in.State
+		w.st.Gates = slices.Clone(w.st.Gates)
+		for i := range w.st.Gates {
+			w.st.Gates[i].Token = in.GateTokens[w.st.Gates[i].Name]
+		}
 	}
 	// Histories recorded before approval policies (quorum, allowed approvers, digest binding, decision
 	// audit, reminders, external validators) replay with the single-approval behaviour they ran with.
 	w.policyV1 = workflow.GetVersion(ctx, changeApprovalPolicy, workflow.DefaultVersion, 1) >= 1
+	w.bv = workflow.GetVersion(ctx, changeVersionBehaviour, workflow.DefaultVersion, versionV1)
+	w.root = ctx
+	if w.bv >= versionV1 && !w.policyV1 {
+		// Only a run that started before approval policies can have policyV1 off; versionV1 needs it.
+		w.bv = versionV0
+	}
 	if err := w.upsertSearchAttributes(ctx); err != nil {
 		return err
 	}
 	if err := w.setHandlers(ctx); err != nil {
 		return err
+	}
+	if w.bv >= versionV1 {
+		w.watchSignals(ctx)
 	}
 
 	// Signals buffered when a terminal stage is reached are still recorded, for the describe query; and
@@ -40,6 +54,9 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 	defer func() {
 		w.drainSignals(ctx)
 		_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+		if w.bv >= versionV1 {
+			_ = w.auditFlushed(ctx)
+		}
 	}()
 
 	if w.st.Stage == StageRegistered {
@@ -47,20 +64,33 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 			w.st.History = append(w.st.History, StageChange{To: StageRegistered, Actor: in.Request.RegisteredBy, Reason: "registered", At: workflow.Now(ctx).UTC()})
 		}
 		if done, err := w.storeAndValidate(ctx); done || err != nil {
-			return err
+			return w.ended(ctx, err)
+		}
+	} else if w.st.Stage == StageValidating && w.bv >= versionV1 && len(w.st.Gates) > 0 {
+		// Continued as new while waiting for external validators' verdicts.
+		if done, err := w.finishGates(ctx); done || err != nil {
+			return w.ended(ctx, err)
 		}
 	}
 	if w.st.Stage == StagePendingApproval {
 		if done, err := w.awaitDecision(ctx); done || err != nil {
-			return err
+			return w.ended(ctx, err)
 		}
 	}
 	if w.st.Stage == StageApproved {
-		if err := w.requestPromotion(ctx); err != nil {
-			return err
+		if done, err := w.requestPromotion(ctx); done || err != nil {
+			return w.ended(ctx, err)
 		}
 	}
 	return w.serve(ctx)
+}
+
+// ended turns errContinueAsNew from a waiting stage into the continue-as-new itself.
+func (w *versionWF) ended(ctx workflow.Context, err error) error {
+	if errors.Is(err, errContinueAsNew) {
+		return w.continueAsNew(ctx)
+	}
+	return err
 }
 
 type versionWF struct {
@@ -70,6 +100,13 @@ type versionWF struct {
 	busy bool
 	// policyV1: approval policy, decision audit and external validators are in force (see GetVersion).
 	policyV1 bool
+	// bv is the behaviour version of this run (versionV0, versionV1: see version_v1.go).
+	bv   workflow.Version
+	root workflow.Context
+	// Audit rows waiting for the flusher (versionV1).
+	audit       []catalog.Decision
+	refusalsOut []catalog.Refusal
+	flushing    bool
 }
 
 var storeActivityOptions = workflow.ActivityOptions{
@@ -84,7 +121,8 @@ var storeActivityOptions = workflow.ActivityOptions{
 }
 
 func (w *versionWF) storeAndValidate(ctx workflow.Context) (done bool, err error) {
-	sctx := workflow.WithActivityOptions(ctx, storeActivityOptions)
+	sctx := workflow.WithActivityOptions(ctx, w.storeOptions())
+	w.setStep(ctx, "storing artifacts")
 	var stored activities.StoreArtifactsResult
 	err = workflow.ExecuteActivity(sctx, a.StoreArtifacts, activities.StoreArtifactsInput{
 		Model: w.in.Model, Version: w.in.Version, SourceURI: w.in.Request.Source.URI, Files: w.in.Request.Source.Files,
@@ -101,7 +139,8 @@ func (w *versionWF) storeAndValidate(ctx workflow.Context) (done bool, err error
 	}
 
 	var rep activities.ValidationReport
-	vctx := workflow.WithActivityOptions(ctx, storeActivityOptions)
+	vctx := workflow.WithActivityOptions(ctx, w.storeOptions())
+	w.setStep(ctx, "validating")
 	if err := workflow.ExecuteActivity(vctx, a.Validate, activities.ValidateInput{
 		Model: w.in.Model, Version: w.in.Version, Metrics: w.in.Request.Metrics,
 	}).Get(ctx, &rep); err != nil {
@@ -109,6 +148,7 @@ func (w *versionWF) storeAndValidate(ctx workflow.Context) (done bool, err error
 		w.st.FailureReason = reason
 		return true, w.transition(ctx, StageFailed, "registry", reason)
 	}
+	w.setStep(ctx, "")
 	w.st.Validation = &rep
 	if rep.Passed && w.policyV1 && len(rep.Policy.Validators) > 0 {
 		if err := w.runGates(ctx); err != nil {
@@ -116,6 +156,19 @@ func (w *versionWF) storeAndValidate(ctx workflow.Context) (done bool, err error
 		}
 		rep = *w.st.Validation
 	}
+	return w.validated(ctx, rep)
+}
+
+// finishGates resumes waiting for external validators after a continue-as-new.
+func (w *versionWF) finishGates(ctx workflow.Context) (done bool, err error) {
+	if err := w.awaitGates(ctx); err != nil {
+		return false, err
+	}
+	return w.validated(ctx, *w.st.Validation)
+}
+
+// validated moves a validated version on: Rejected, or PendingApproval with its deadline.
+func (w *versionWF) validated(ctx workflow.Context, rep activities.ValidationReport) (done bool, err error) {
 	if !rep.Passed {
 		return true, w.transition(ctx, StageRejected, "validation", "validation failed: "+strings.Join(rep.Failures(), "; "))
 	}
@@ -133,14 +186,14 @@ func (w *versionWF) storeAndValidate(ctx workflow.Context) (done bool, err error
 	return false, nil
 }
 
-func (w *versionWF) requestPromotion(ctx workflow.Context) error {
+func (w *versionWF) requestPromotion(ctx workflow.Context) (done bool, err error) {
 	var approver string
 	if n := len(w.st.Decisions); n > 0 {
 		approver = w.st.Decisions[n-1].Approver
 	}
 	raw, err := json.Marshal(PromoteRequest{SchemaVersion: SchemaVersion, Version: w.in.Version, Actor: approver, Reason: "approved"}) //workflowcheck:ignore
 	if err != nil {
-		return err
+		return false, err
 	}
 	// Promotion waits behind other promotions of the model and for deployment webhooks, so it gets
 	// unlimited retries; the update ID makes every retry attach to the same promotion.
@@ -152,17 +205,48 @@ func (w *versionWF) requestPromotion(ctx workflow.Context) error {
 		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: 2 * time.Second, MaximumInterval: time.Minute},
 	})
 	var res ProductionResult
-	if err := workflow.ExecuteActivity(pctx, a.UpdateWorkflow, activities.UpdateWorkflowInput{
+	in := activities.UpdateWorkflowInput{
 		WorkflowID: ModelWorkflowID(w.in.Model), UpdateName: UpdatePromote,
 		UpdateID: fmt.Sprintf("promote/v%d", w.in.Version), Arg: raw,
-	}).Get(ctx, &res); err != nil {
-		return err
 	}
+	if w.bv >= versionV1 {
+		// A model's workflow that an operator terminated is started again (it rebuilds itself from the
+		// catalog), rather than the promotion waiting for someone to register a version.
+		start, err := json.Marshal(ModelInput{SchemaVersion: SchemaVersion, Model: w.in.Model, MaxHistoryEvents: w.in.MaxHistoryEvents}) //workflowcheck:ignore
+		if err != nil {
+			return false, err
+		}
+		in.StartWorkflowType, in.StartTaskQueue, in.StartArg = ModelWorkflowType, workflow.GetInfo(ctx).TaskQueueName, start
+		w.setStep(ctx, "waiting for the model's workflow to switch production")
+	}
+	if err := workflow.ExecuteActivity(pctx, a.UpdateWorkflow, in).Get(ctx, &res); err != nil {
+		var appErr *temporal.ApplicationError
+		if w.bv >= versionV1 && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeRejected {
+			// The model's workflow refused the switch (the champion changed and this version no longer
+			// beats it, say): the version ends Rejected, with the reason.
+			w.setStep(ctx, "")
+			return true, w.transition(ctx, StageRejected, "registry", rootMessage(err))
+		}
+		return false, err
+	}
+	w.setStep(ctx, "")
 	reason := "promoted"
 	if res.Previous != 0 {
 		reason = fmt.Sprintf("promoted, replacing v%d", res.Previous)
 	}
-	return w.transition(ctx, StageProduction, approver, reason)
+	return false, w.transition(ctx, StageProduction, approver, reason)
+}
+
+// setStep records what the workflow waits on, for describe (versionV1).
+func (w *versionWF) setStep(ctx workflow.Context, step string) {
+	if w.bv < versionV1 {
+		return
+	}
+	w.st.Step, w.st.StepSince = step, nil
+	if step != "" {
+		now := workflow.Now(ctx).UTC()
+		w.st.StepSince = &now
+	}
 }
 
 // serve is the long tail of a version's life: in Production or Archived, answering archive and restore
@@ -171,6 +255,12 @@ func (w *versionWF) serve(ctx workflow.Context) error {
 	max := w.in.MaxHistoryEvents
 	if max <= 0 {
 		max = defaultMaxHistoryEvents
+	}
+	if w.bv >= versionV1 {
+		if _, err := w.waitUntil(ctx, func() bool { return false }, 0); !errors.Is(err, errContinueAsNew) {
+			return err
+		}
+		return w.continueAsNew(ctx)
 	}
 	if _, err := w.waitUntil(ctx, func() bool {
 		info := workflow.GetInfo(ctx)
@@ -185,6 +275,14 @@ func (w *versionWF) serve(ctx workflow.Context) error {
 }
 
 func (w *versionWF) transition(ctx workflow.Context, to, actor, reason string) error {
+	if w.bv >= versionV1 {
+		if err := w.auditFlushed(ctx); err != nil {
+			return err
+		}
+		if len(reason) > MaxReasonBytes {
+			reason = clip([]byte(reason), MaxReasonBytes)
+		}
+	}
 	from := w.st.Stage
 	seq := w.st.Seq + 1
 	now := workflow.Now(ctx).UTC()
@@ -197,6 +295,10 @@ func (w *versionWF) transition(ctx workflow.Context, to, actor, reason string) e
 	w.st.Seq = seq
 	w.st.Stage = to
 	w.st.History = append(w.st.History, StageChange{From: from, To: to, Actor: actor, Reason: reason, At: now})
+	if w.bv >= versionV1 && len(w.st.History) > stageHistoryWindow {
+		// The first entry (the registration) stays; the catalog keeps every transition.
+		w.st.History = append(w.st.History[:1], w.st.History[len(w.st.History)-stageHistoryWindow+1:]...)
+	}
 	return w.upsertSearchAttributes(ctx)
 }
 
@@ -207,19 +309,42 @@ func (w *versionWF) upsertSearchAttributes(ctx workflow.Context) error {
 		SAModelStage.ValueSet(w.st.Stage))
 }
 
-func (w *versionWF) describe() VersionDescription {
-	return VersionDescription{SchemaVersion: SchemaVersion, Model: w.in.Model, Version: w.in.Version, Request: w.in.Request, State: w.st}
+func (w *versionWF) describe(ctx workflow.Context) VersionDescription {
+	d := VersionDescription{SchemaVersion: SchemaVersion, Model: w.in.Model, Version: w.in.Version, Request: w.in.Request, State: w.st}
+	if w.bv >= versionV1 {
+		d.UnhandledSignals = workflow.GetUnhandledSignalNames(ctx)
+	}
+	return d
 }
 
 func (w *versionWF) setHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStage, func() (string, error) { return w.st.Stage, nil }); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryDescribe, func() (VersionDescription, error) { return w.describe(), nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QueryDescribe, func() (VersionDescription, error) { return w.describe(ctx), nil }); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryPromotion, func() (PromotionInfo, error) { return w.promotionInfo(), nil },
+		workflow.QueryHandlerOptions{Description: "internal: what the model's workflow checks before promoting this version"}); err != nil {
 		return err
 	}
 	if err := w.setDecisionHandlers(ctx); err != nil {
 		return err
+	}
+	if w.bv >= versionV1 {
+		internal := "internal: sent by the model's workflow during a production switch; refused from anyone else"
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateArchive, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
+			return w.moveV1(ctx, UpdateArchive, StageProduction, StageArchived, r)
+		}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, r ArchiveRequest) error {
+			return w.checkMove(StageArchived)
+		}, Description: internal}); err != nil {
+			return err
+		}
+		return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRestore, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
+			return w.moveV1(ctx, UpdateRestore, StageArchived, StageProduction, r)
+		}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, r ArchiveRequest) error {
+			return w.checkMove(StageProduction)
+		}, Description: internal})
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateArchive, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
 		return w.move(ctx, StageProduction, StageArchived, r)
@@ -267,12 +392,15 @@ func (w *versionWF) move(ctx workflow.Context, from, to string, r ArchiveRequest
 // left unread when the workflow continues as new or ends; each is acted on or recorded as rejected.
 func (w *versionWF) waitUntil(ctx workflow.Context, cond func() bool, timeout time.Duration) (bool, error) {
 	approve, reject := workflow.GetSignalChannel(ctx, SignalApprove), workflow.GetSignalChannel(ctx, SignalReject)
-	wake := func() bool { return cond() || approve.Len() > 0 || reject.Len() > 0 }
+	wake := func() bool { return cond() || approve.Len() > 0 || reject.Len() > 0 || w.shouldContinueAsNew(ctx) }
 	deadline := workflow.Now(ctx).Add(timeout)
 	for {
 		w.drainSignals(ctx)
 		if cond() {
 			return true, nil
+		}
+		if w.shouldContinueAsNew(ctx) {
+			return false, errContinueAsNew
 		}
 		if timeout <= 0 {
 			if err := workflow.Await(ctx, wake); err != nil {
@@ -300,6 +428,9 @@ func (w *versionWF) drainSignals(ctx workflow.Context) {
 			}
 			w.onSignal(ctx, name, raw)
 		}
+	}
+	if w.bv >= versionV1 {
+		w.drainUnknownSignals(ctx)
 	}
 }
 

@@ -48,6 +48,7 @@ func (tr *transitions) stages() []string {
 func newVersionEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *transitions) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	pinBehaviour(env, workflow.DefaultVersion)
 	env.SetDataConverter(NewDataConverter())
 	env.RegisterWorkflow(ModelVersionWorkflow)
 	env.RegisterActivity(&activities.Activities{})
@@ -262,4 +263,12 @@ func TestDecodeDecision(t *testing.T) {
 	// Lifecycles recorded before decisions carried a digest refuse one, as they did then.
 	_, err = decodeDecision(RawPayload{Encoding: "json/plain", Data: []byte(`{"approver":"a","digest":"sha256:00"}`)}, false)
 	require.ErrorContains(t, err, `unknown field "digest"`)
+}
+
+// pinBehaviour makes the workflows of env run the behaviour version v (model-behaviour and
+// version-behaviour): the tests in model_test.go and version_test.go cover the pre-v1 paths that
+// workflows started by older workers still run; *_v1_test.go cover the current ones.
+func pinBehaviour(env *testsuite.TestWorkflowEnvironment, v workflow.Version) {
+	env.OnGetVersion(changeModelBehaviour, workflow.DefaultVersion, modelV1).Return(v)
+	env.OnGetVersion(changeVersionBehaviour, workflow.DefaultVersion, versionV1).Return(v)
 }

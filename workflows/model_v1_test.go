@@ -1,0 +1,307 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/modelreg/modelreg/activities"
+	"github.com/modelreg/modelreg/internal/catalog"
+)
+
+// fakeCatalog plays the catalog and the version workflows for ModelWorkflow's v1 tests.
+type fakeCatalog struct {
+	mu        sync.Mutex
+	snap      catalog.ModelSnapshot
+	keys      map[string]int
+	mintErr   error
+	promotion map[int]PromotionInfo
+	champion  activities.ChampionResult
+	fenced    bool
+	updates   []activities.UpdateWorkflowInput
+	pointer   []activities.SetProductionInput
+	events    []activities.DeploymentEvent
+	refusals  []catalog.Refusal
+}
+
+func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	pinBehaviour(env, 1)
+	env.SetDataConverter(NewDataConverter())
+	env.RegisterWorkflow(ModelWorkflow)
+	env.RegisterWorkflow(ModelVersionWorkflow)
+	env.RegisterActivity(&activities.Activities{})
+	if fc.keys == nil {
+		fc.keys = map[string]int{}
+	}
+	// The version workflows are not what these tests are about: their starts succeed and they end.
+	env.OnWorkflow(ModelVersionWorkflow, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(a.LoadModel, mock.Anything, mock.Anything).Return(func(context.Context, string) (catalog.ModelSnapshot, error) {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		return fc.snap, nil
+	})
+	env.OnActivity(a.MintVersion, mock.Anything, mock.Anything).Return(func(_ context.Context, v catalog.Version) (activities.MintResult, error) {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		if fc.mintErr != nil {
+			err := fc.mintErr
+			fc.mintErr = nil
+			return activities.MintResult{}, err
+		}
+		if n, ok := fc.keys[v.IdempotencyKey]; ok {
+			v.Version = n
+			return activities.MintResult{Version: v, Existing: true}, nil
+		}
+		fc.snap.LastVersion++
+		v.Version = fc.snap.LastVersion
+		fc.keys[v.IdempotencyKey] = v.Version
+		return activities.MintResult{Version: v}, nil
+	})
+	env.OnActivity(a.QueryWorkflow, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.QueryInput) (activities.QueryResult, error) {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		var v int
+		for n, p := range fc.promotion {
+			if VersionWorkflowID("fraud", n) == in.WorkflowID {
+				v = n
+				raw, _ := json.Marshal(p)
+				return activities.QueryResult{Status: "Running", Result: raw}, nil
+			}
+		}
+		_ = v
+		return activities.QueryResult{Status: "NotFound"}, nil
+	})
+	env.OnActivity(a.RecheckChampion, mock.Anything, mock.Anything).Return(func(context.Context, activities.ChampionInput) (activities.ChampionResult, error) {
+		return fc.champion, nil
+	})
+	env.OnActivity(a.UpdateWorkflow, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.UpdateWorkflowInput) (json.RawMessage, error) {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		fc.updates = append(fc.updates, in)
+		return json.RawMessage(`"ok"`), nil
+	})
+	env.OnActivity(a.SetProductionFenced, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetProductionInput) (bool, error) {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		if fc.fenced {
+			return false, nil
+		}
+		fc.pointer = append(fc.pointer, in)
+		fc.snap.Production, fc.snap.Seq = in.Version, in.Seq
+		return true, nil
+	})
+	env.OnActivity(a.NotifyDeployment, mock.Anything, mock.Anything).Return(func(_ context.Context, ev activities.DeploymentEvent) error {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		fc.events = append(fc.events, ev)
+		return nil
+	})
+	env.OnActivity(a.RecordRefusal, mock.Anything, mock.Anything).Return(func(_ context.Context, r catalog.Refusal) error {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		fc.refusals = append(fc.refusals, r)
+		return nil
+	})
+	env.OnActivity(a.GetVersionRow, mock.Anything, mock.Anything, mock.Anything).Return(activities.VersionRow{}, nil)
+	return env
+}
+
+func approved() PromotionInfo {
+	return PromotionInfo{Stage: StageApproved, ManifestDigest: digest, Validated: true, Approvals: 1, Required: 1}
+}
+
+// A run that starts without carried state (the first, or one after a terminate) rebuilds itself from the
+// catalog before it answers: it never mints a number the catalog has, keeps the production pointer and
+// fences the next switch above the catalog's sequence.
+func TestModelV1RebuildsFromTheCatalog(t *testing.T) {
+	fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 9, Production: 7, Seq: 12, Archived: []int{5, 6}},
+		promotion: map[int]PromotionInfo{10: approved()}}
+	env := newModelEnvV1(t, fc)
+	var reg, again, promo, badPromote, rb *updateResult
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryProduction)
+		require.NoError(t, err)
+		var p ProductionResult
+		require.NoError(t, v.Get(&p))
+		require.Equal(t, 7, p.Version)
+		reg = update(env, UpdateRegister, registerReq("k10"))
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		again = update(env, UpdateRegister, registerReq("k10"))
+		badPromote = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 11})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		promo = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 10, Actor: "alice"})
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		rb = update(env, UpdateRollback, RollbackRequest{SchemaVersion: 1, Actor: "ops", Reason: "latency"})
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, 4*time.Minute)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+
+	require.NoError(t, reg.completeErr)
+	require.Equal(t, 10, reg.result.(RegisterResult).Version, "the number after the catalog's last, not v1")
+	require.True(t, again.result.(RegisterResult).Existing)
+	require.ErrorContains(t, badPromote.rejected, "has no version 11")
+	require.NoError(t, promo.completeErr)
+	require.Equal(t, 10, promo.result.(ProductionResult).Version)
+	require.NoError(t, rb.completeErr)
+	require.Equal(t, 7, rb.result.(ProductionResult).Version, "the last archived version is the one v10 replaced")
+	require.Equal(t, []int64{13, 14}, []int64{fc.pointer[0].Seq, fc.pointer[1].Seq}, "fenced above the catalog's seq 12")
+	require.Len(t, fc.updates, 3)
+	require.Equal(t, UpdateArchive, fc.updates[0].UpdateName)
+	require.Equal(t, VersionWorkflowID("fraud", 7), fc.updates[0].WorkflowID)
+	var arg ArchiveRequest
+	require.NoError(t, json.Unmarshal(fc.updates[0].Arg, &arg))
+	require.NotEmpty(t, arg.SwitchID)
+	require.Equal(t, "archive/"+arg.SwitchID, fc.updates[0].UpdateID, "update IDs come from the switch, not from a counter that restarts")
+	require.Len(t, fc.events, 2)
+	require.NotEqual(t, fc.events[0].EventID, fc.events[1].EventID)
+
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next ModelInput
+	require.NoError(t, NewDataConverter().FromPayloads(can.Input, &next))
+	require.Empty(t, next.State.Keys)
+	require.Empty(t, next.State.Ready)
+	require.Equal(t, 10, next.State.LastVersion)
+	require.Equal(t, DeliveryDelivered, next.State.Delivery.Status)
+}
+
+// promote moves only a version whose own workflow says it is Approved with its quorum met, and only if it
+// still beats the current champion; a refusal goes back to the sender and into the audit.
+func TestModelV1PromotionIsChecked(t *testing.T) {
+	waiting := approved()
+	waiting.Stage = StagePendingApproval
+	short := approved()
+	short.Required, short.Approvals = 2, 1
+	stale := approved()
+	stale.ChampionMetric, stale.Champion = "accuracy", 4
+	fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 12, Production: 12, Seq: 3},
+		promotion: map[int]PromotionInfo{1: waiting, 2: short, 3: stale},
+		champion:  activities.ChampionResult{Champion: 12, Check: activities.ValidationCheck{Name: "champion accuracy", Detail: "v3 0.9 vs production v12 0.95"}}}
+	env := newModelEnvV1(t, fc)
+	results := map[int]*updateResult{}
+	env.RegisterDelayedCallback(func() {
+		for _, v := range []int{1, 2, 3, 4} {
+			results[v] = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: v})
+		}
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, time.Hour)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+
+	want := map[int]string{1: "is PendingApproval, not Approved", 2: "has 1 of the 2 approvals", 3: "no longer beats the champion: v3 0.9 vs production v12 0.95", 4: "has no lifecycle workflow"}
+	for v, msg := range want {
+		require.ErrorContains(t, results[v].completeErr, msg, "v%d", v)
+		var appErr *temporal.ApplicationError
+		require.True(t, errors.As(results[v].completeErr, &appErr))
+		require.Equal(t, ErrTypeRefused, appErr.Type())
+	}
+	require.Len(t, fc.refusals, 4, "every refusal audited")
+	require.Empty(t, fc.pointer, "production did not move")
+	require.Empty(t, fc.updates)
+}
+
+// A fenced pointer write that was not applied fails the switch instead of passing for success.
+func TestModelV1FencedWriteIsAnError(t *testing.T) {
+	fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 1}, promotion: map[int]PromotionInfo{1: approved()}, fenced: true}
+	env := newModelEnvV1(t, fc)
+	var r *updateResult
+	env.RegisterDelayedCallback(func() { r = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 1}) }, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, time.Hour)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+	require.ErrorContains(t, r.completeErr, "holds a change newer than seq 1")
+	require.Empty(t, fc.events, "no deployment event for a switch that did not happen")
+}
+
+// A registration whose catalog write fails answers its caller and every concurrent retry with the
+// error, holds nothing afterwards, and a later retry succeeds.
+func TestModelV1FailedRegistrationIsNotStuck(t *testing.T) {
+	fc := &fakeCatalog{snap: catalog.ModelSnapshot{}, mintErr: temporal.NewNonRetryableApplicationError("catalog down", "Down", nil)}
+	env := newModelEnvV1(t, fc)
+	var first, retry, later *updateResult
+	env.RegisterDelayedCallback(func() {
+		first = update(env, UpdateRegister, registerReq("k"))
+		retry = update(env, UpdateRegister, registerReq("k"))
+	}, time.Second)
+	env.RegisterDelayedCallback(func() { later = update(env, UpdateRegister, registerReq("k")) }, time.Minute)
+	env.RegisterDelayedCallback(func() { env.CancelWorkflow() }, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, time.Hour)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+	require.ErrorContains(t, first.completeErr, "catalog down")
+	require.ErrorContains(t, retry.completeErr, "catalog down", "the concurrent retry gets the same answer")
+	require.NoError(t, later.completeErr)
+	require.Equal(t, 1, later.result.(RegisterResult).Version, "no number burnt by the failure")
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can, "a cancel request does not end the model's workflow")
+	var next ModelInput
+	require.NoError(t, NewDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, 1, next.State.CancelRequests)
+}
+
+// A model with 20,000 versions keeps its continue-as-new input small: nothing in it grows with the
+// model's age. The catalog already holds 19,000 versions (what a run rebuilding itself reads); 1,000
+// more are registered through the workflow and 100 of them promoted, each switch archiving the one
+// before. (The SDK's test environment slows down with the number of updates in one run, so the first
+// 19,000 come from the catalog rather than through the workflow.)
+func TestModelV1StateStaysBounded(t *testing.T) {
+	fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 19_000}, promotion: map[int]PromotionInfo{}}
+	env := newModelEnvV1(t, fc)
+	const versions, switches = 20_000, 100
+	for i := 19_000; i < versions; i += 250 {
+		env.RegisterDelayedCallback(func() {
+			for k := i; k < i+250; k++ {
+				update(env, UpdateRegister, registerReq("key-"+strconv.Itoa(k)))
+			}
+		}, time.Duration(i-18_999)*time.Second)
+	}
+	for i := 1; i <= switches; i++ {
+		fc.promotion[versions-switches+i] = approved()
+		env.RegisterDelayedCallback(func() {
+			update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: versions - switches + i, Actor: "alice", Reason: "a reason of some length, as people write"})
+		}, time.Duration(2000+i)*time.Second)
+	}
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(100_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, 30*time.Hour)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	size := 0
+	for _, p := range can.Input.GetPayloads() {
+		size += p.Size()
+	}
+	var next ModelInput
+	require.NoError(t, NewDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, versions, next.State.LastVersion)
+	require.Equal(t, versions, next.State.Production)
+	require.Len(t, next.State.Archived, activities.ArchivedWindow, "a window; the catalog keeps every archived version")
+	require.Len(t, next.State.History, historyWindow)
+	t.Logf("continue-as-new input of a model with %d versions after %d switches: %d bytes", versions, switches, size)
+	require.Less(t, size, 256<<10)
+}
