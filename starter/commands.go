@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -412,13 +413,24 @@ func (a *app) rollbackCmd() *cobra.Command {
 			}
 			defer c.Close()
 			var res workflows.ProductionResult
-			err = update(cmd.Context(), c, workflows.ModelWorkflowID(model), workflows.UpdateRollback,
-				workflows.RollbackRequest{SchemaVersion: workflows.SchemaVersion, To: to, Actor: actor, Reason: reason}, &res)
-			if err != nil {
-				var nf *serviceerror.NotFound
-				if errors.As(err, &nf) {
-					return fmt.Errorf("model %q does not exist", model)
+			req := workflows.RollbackRequest{SchemaVersion: workflows.SchemaVersion, To: to, Actor: actor, Reason: reason}
+			err = update(cmd.Context(), c, workflows.ModelWorkflowID(model), workflows.UpdateRollback, req, &res)
+			var nf *serviceerror.NotFound
+			if errors.As(err, &nf) {
+				// The model's workflow is not running (an operator terminated it): start it, and it
+				// rebuilds itself from the catalog before it takes the rollback.
+				op := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+					ID: workflows.ModelWorkflowID(model), TaskQueue: workflows.TaskQueue,
+					WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+				}, workflows.ModelWorkflowType, workflows.ModelInput{SchemaVersion: workflows.SchemaVersion, Model: model})
+				var h client.WorkflowUpdateHandle
+				h, err = c.UpdateWithStartWorkflow(cmd.Context(), client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op,
+					UpdateOptions: client.UpdateWorkflowOptions{UpdateName: workflows.UpdateRollback, Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted}})
+				if err == nil {
+					err = h.Get(cmd.Context(), &res)
 				}
+			}
+			if err != nil {
 				return fmt.Errorf("rollback refused: %w", err)
 			}
 			if a.json {

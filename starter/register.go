@@ -83,6 +83,10 @@ derived from the files, metrics, params and source run) returns the same version
 			if err != nil {
 				return err
 			}
+			if res.Existing && (res.Stage == workflows.StageRejected || res.Stage == workflows.StageFailed) {
+				return fmt.Errorf("%s v%d was already registered under idempotency key %q and ended %s; that key always names v%d. "+
+					"To register the same content again as a new version, pass a new --idempotency-key", res.Model, res.Version, req.IdempotencyKey, res.Stage, res.Version)
+			}
 			if a.json && !wait {
 				return a.printJSON(res)
 			}

@@ -315,6 +315,20 @@ func (w *webhook) snapshot() (map[string]int, []activities.DeploymentEvent) {
 	return c, append([]activities.DeploymentEvent(nil), w.events...)
 }
 
+// waitEvents waits until the webhook has received at least n events: the deployment event is delivered
+// after the switch, not before it.
+func (w *webhook) waitEvents(t testing.TB, n int) (map[string]int, []activities.DeploymentEvent) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		counts, events := w.snapshot()
+		if len(events) >= n || time.Now().After(deadline) {
+			return counts, events
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for p, content := range files {

@@ -150,7 +150,7 @@ func TestLifecycleEndToEnd(t *testing.T) {
 	}
 
 	// Webhooks: one event per promotion, each delivered once.
-	counts, events := h.hook.snapshot()
+	counts, events := h.hook.waitEvents(t, 2)
 	if len(events) != 2 || events[0].Version != 1 || events[1].Version != 2 || events[1].PreviousVersion != 1 {
 		t.Fatalf("webhook events: %+v", events)
 	}

@@ -1,0 +1,136 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/modelreg/modelreg/internal/catalog"
+)
+
+// TestForgedLifecycleMessagesRefused sends, with the real temporal CLI, what anyone who can reach the
+// namespace can send: a promote for a version still waiting for approval, and archive and restore
+// requests that no production switch asked for. Each is refused back to the sender with the reason and
+// audited; production does not move and the catalog never names a version that is not in Production.
+func TestForgedLifecycleMessagesRefused(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	v1 := h.registerSmall("forge", "a", "trainer", "0.9")
+	if _, err := h.decide("approve", "forge", v1, "alice", h.digestOf("forge", v1)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage("forge", v1, "Production")
+	v2 := h.registerSmall("forge", "b", "trainer", "0.9")
+	h.waitStage("forge", v2, "PendingApproval")
+
+	out, err := h.cli("workflow", "update", "execute", "--workflow-id", "model/forge", "--name", "promote",
+		"--input", fmt.Sprintf(`{"schemaVersion":1,"version":%d}`, v2))
+	if err == nil || !strings.Contains(out, "PendingApproval") || !strings.Contains(out, "promote refused") {
+		t.Fatalf("forged promote of a waiting version: err %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		name    string
+		version int
+	}{{"archive", v1}, {"restore", v1}, {"archive", v2}} {
+		out, err := h.cli("workflow", "update", "execute", "--workflow-id", fmt.Sprintf("model/forge/v%d", c.version), "--name", c.name, "--input", `{}`)
+		if err == nil {
+			t.Fatalf("forged %s of v%d accepted:\n%s", c.name, c.version, out)
+		}
+		t.Logf("forged %s of v%d: %s", c.name, c.version, strings.TrimSpace(out))
+	}
+	out, err = h.cli("workflow", "update", "execute", "--workflow-id", fmt.Sprintf("model/forge/v%d", v1), "--name", "archive",
+		"--input", `{"schemaVersion":1,"switchId":"made-up"}`)
+	if err == nil || !strings.Contains(out, "no switch is running") {
+		t.Fatalf("archive naming a made-up switch: err %v\n%s", err, out)
+	}
+	if s := h.queryStage("forge", v1); s != "Production" {
+		t.Fatalf("v%d is %s after the forgeries", v1, s)
+	}
+	if s := h.queryStage("forge", v2); s != "PendingApproval" {
+		t.Fatalf("v%d is %s after the forgeries", v2, s)
+	}
+	p := h.mustStarter("production", "--model", "forge")
+	if !strings.Contains(p, fmt.Sprintf("forge v%d (stage Production)", v1)) {
+		t.Fatalf("production after the forgeries:\n%s", p)
+	}
+	refusals, err := h.catalog.Refusals(ctx, "forge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, r := range refusals {
+		seen[r.Name]++
+	}
+	if seen["promote"] < 1 || seen["archive"] < 1 {
+		t.Fatalf("refusals audited: %+v", refusals)
+	}
+
+	// The lifecycle itself still works: approve v2, v1 is archived by a real switch.
+	if _, err := h.decide("approve", "forge", v2, "alice", h.digestOf("forge", v2)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage("forge", v2, "Production")
+	h.waitStage("forge", v1, "Archived")
+	if pv, err := h.catalog.Production(ctx, "forge"); err != nil || pv.Version != v2 {
+		t.Fatalf("catalog production: v%d %v", pv.Version, err)
+	}
+}
+
+// TestModelWorkflowSurvivesTerminateAndCancel ends the model's workflow the ways an operator can and
+// checks that the next registration neither mints a number twice nor loses the production pointer,
+// and that a cancel request does not end it.
+func TestModelWorkflowSurvivesTerminateAndCancel(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	v1 := h.registerSmall("phoenix", "a", "trainer", "0.9")
+	if _, err := h.decide("approve", "phoenix", v1, "alice", h.digestOf("phoenix", v1)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage("phoenix", v1, "Production")
+	v2 := h.registerSmall("phoenix", "b", "trainer", "0.9")
+
+	h.mustCLI("workflow", "cancel", "--workflow-id", "model/phoenix")
+	sleep()
+	if out := h.mustCLI("workflow", "describe", "--workflow-id", "model/phoenix"); !strings.Contains(out, "Running") {
+		t.Fatalf("the model's workflow ended on a cancel request:\n%s", out)
+	}
+
+	h.mustCLI("workflow", "terminate", "--workflow-id", "model/phoenix", "--reason", "operator test")
+	v3 := h.registerSmall("phoenix", "c", "trainer", "0.9")
+	if s := h.queryStage("phoenix", v2); s != "PendingApproval" {
+		t.Fatalf("v%d is %s after the model's workflow was terminated", v2, s)
+	}
+	if v3 != 3 {
+		t.Fatalf("after a terminate the next registration got v%d, want v3 (v1 and v2 exist)", v3)
+	}
+	// The same key as v2 still names v2.
+	out := h.mustStarter("register", "--model", "phoenix", "--dir", h.dir+"/art-phoenix-b", "--idempotency-key", "b", "--json")
+	if !strings.Contains(out, `"version": 2`) && !strings.Contains(out, `"version":2`) {
+		t.Fatalf("retry of v2's key after the terminate:\n%s", out)
+	}
+	out = h.mustCLI("workflow", "query", "--workflow-id", "model/phoenix", "--type", "production")
+	if !strings.Contains(out, `"version": 1`) && !strings.Contains(out, `"version":1`) {
+		t.Fatalf("production after the rebuild:\n%s", out)
+	}
+	// A promotion after the rebuild archives v1 and moves the fenced pointer.
+	if _, err := h.decide("approve", "phoenix", v3, "alice", h.digestOf("phoenix", v3)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage("phoenix", v3, "Production")
+	h.waitStage("phoenix", v1, "Archived")
+	if pv, err := h.catalog.Production(ctx, "phoenix"); err != nil || pv.Version != v3 {
+		t.Fatalf("catalog production: v%d %v", pv.Version, err)
+	}
+	// Terminate again while nothing runs: a rollback (update-with-start through the starter) still finds v1.
+	h.mustCLI("workflow", "terminate", "--workflow-id", "model/phoenix", "--reason", "operator test")
+	out = h.mustStarter("rollback", "--model", "phoenix", "--actor", "oncall", "--reason", "after terminate")
+	if !strings.Contains(out, "v1 is in production again") {
+		t.Fatalf("rollback after a terminate:\n%s", out)
+	}
+	h.waitStage("phoenix", v3, "Archived")
+	vs, err := h.catalog.ListVersions(ctx, "phoenix", catalog.StageProduction)
+	if err != nil || len(vs) != 1 || vs[0].Version != 1 {
+		t.Fatalf("production rows: %+v %v", vs, err)
+	}
+}
