@@ -230,7 +230,7 @@ func (f *faultHarness) approve(lc lifecycle, digest string) {
 	}
 }
 
-// checkInvariants checks design.md's invariants over the whole registry after a fault test: one
+// checkInvariants checks the invariants of docs/architecture.md over the whole registry after a fault test: one
 // production version per model, versions 1..N without gaps or duplicates, every manifest's blobs present
 // with matching digests, an audit row per transition, catalog and workflows agreeing on every stage, and
 // no multipart upload left behind.

@@ -92,7 +92,7 @@ func TestModelWorkflowSurvivesTerminateAndCancel(t *testing.T) {
 
 	h.mustCLI("workflow", "cancel", "--workflow-id", "model/phoenix")
 	sleep()
-	if out := h.mustCLI("workflow", "describe", "--workflow-id", "model/phoenix"); !strings.Contains(out, "Running") {
+	if out := h.mustCLI("workflow", "describe", "--workflow-id", "model/phoenix", "-o", "json"); !strings.Contains(out, "WORKFLOW_EXECUTION_STATUS_RUNNING") {
 		t.Fatalf("the model's workflow ended on a cancel request:\n%s", out)
 	}
 

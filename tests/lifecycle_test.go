@@ -52,7 +52,8 @@ func TestLifecycleEndToEnd(t *testing.T) {
 		t.Fatalf("pending list: %v", ids)
 	}
 
-	// The deployment webhook is down for its first two deliveries: promotion waits and retries.
+	// The deployment webhook is down for its first two deliveries: the delivery is retried (after the
+	// switch: production does not wait for it).
 	h.hook.mu.Lock()
 	h.hook.fail = 2
 	h.hook.mu.Unlock()
@@ -69,6 +70,10 @@ func TestLifecycleEndToEnd(t *testing.T) {
 		t.Fatalf("update output: %s", out)
 	}
 	h.waitStage("fraud", 1, "Production")
+	// A newer switch supersedes a delivery still pending, so wait for this one before promoting v2.
+	if _, events := h.hook.waitEvents(t, 1); len(events) != 1 {
+		t.Fatalf("v1's deployment event was not delivered: %+v", events)
+	}
 
 	// v2 from an s3:// prefix written by a training job into its own bucket.
 	raw := h.store.(*artifact.S3).Client()

@@ -21,7 +21,7 @@ var a *activities.Activities
 
 const defaultMaxHistoryEvents = 5000
 
-// Search attributes (design.md); the Temporal namespace must have them registered.
+// Search attributes (README, "Operator's view"); the Temporal namespace must have them registered.
 var (
 	SAModelName    = temporal.NewSearchAttributeKeyKeyword("ModelName")
 	SAModelVersion = temporal.NewSearchAttributeKeyInt64("ModelVersion")
@@ -89,7 +89,8 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 	// large, once no handler is running, carrying all state.
 	if err := workflow.Await(ctx, func() bool {
 		info := workflow.GetInfo(ctx)
-		return (info.GetCurrentHistoryLength() >= max || info.GetContinueAsNewSuggested()) && workflow.AllHandlersFinished(ctx)
+		large := m.v >= modelV1 && info.GetCurrentHistorySize() >= maxHistoryBytes
+		return (info.GetCurrentHistoryLength() >= max || large || info.GetContinueAsNewSuggested()) && workflow.AllHandlersFinished(ctx)
 	}); err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ const (
 	QueryPromotion = "internal:promotion"
 )
 
-// Stage names (design.md: a public contract).
+// Stage names (a public contract: docs/architecture.md).
 const (
 	StageRegistered      = catalog.StageRegistered
 	StageValidating      = catalog.StageValidating

@@ -1,4 +1,4 @@
-// Package catalog is the registry's queryable projection of model and version state (design.md, "Where
+// Package catalog is the registry's queryable projection of model and version state (docs/architecture.md, "Where
 // state lives"). The workflows are the authority; the catalog is written only by their activities, so
 // every write here is idempotent (an activity retry is harmless) and fenced by a sequence number (a late
 // retry never overwrites newer state). The database itself enforces the invariants it can: at most one

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Stage names are a public contract (design.md); the catalog stores them as text.
+// Stage names are a public contract (docs/architecture.md); the catalog stores them as text.
 const (
 	StageRegistered      = "Registered"
 	StageValidating      = "Validating"

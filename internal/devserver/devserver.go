@@ -2,7 +2,7 @@
 // child process: the embedded default of `worker --dev`, and the real server of end-to-end tests.
 //
 // It runs the CLI binary rather than linking go.temporal.io/server in-process because the server, the SDK
-// and the UI server only build together at matching go.temporal.io/api versions (design.md), and the
+// and the UI server only build together at matching go.temporal.io/api versions, and the
 // CLI's binary carries its own consistent set plus the Web UI.
 package devserver
 
@@ -21,7 +21,7 @@ import (
 )
 
 // CLIModule is the version of the Temporal CLI the registry installs when none is found; later tags carry
-// replace directives and do not `go install` (design.md).
+// replace directives and do not `go install`.
 const CLIModule = "github.com/temporalio/cli/cmd/temporal@v1.5.1"
 
 // SearchAttributes are the registry's custom search attributes and their types.

@@ -1,4 +1,4 @@
--- The catalog is a projection of the workflows' state (design.md, "Where state lives"). The constraints
+-- The catalog is a projection of the workflows' state (docs/architecture.md, "Where state lives"). The constraints
 -- here are the last line of defence for the lifecycle invariants, so they live in the database rather
 -- than in Go: at most one Production version per model, write-once registrations, an append-only trail.
 
