@@ -25,6 +25,8 @@ import (
 	"github.com/pressly/goose/v3/lock"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/modelreg/modelreg/internal/redact"
 )
 
 // Dialect names, as returned by (*Catalog).Dialect.
@@ -74,7 +76,7 @@ func Open(ctx context.Context, dbURL string) (*Catalog, error) {
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("catalog: connect to %s: %w", redact(dbURL), err)
+		return nil, fmt.Errorf("catalog: connect to %s: %w", redact.URL(dbURL), err)
 	}
 	return &Catalog{db: db, dialect: dialect}, nil
 }
@@ -107,17 +109,8 @@ func parseURL(raw string) (driver, dsn, dialect string, err error) {
 		q.Set("_time_format", "sqlite")
 		return "sqlite", path + "?" + q.Encode(), DialectSQLite, nil
 	default:
-		return "", "", "", fmt.Errorf("catalog: unsupported database URL %q (want postgres://, postgresql:// or sqlite://)", redact(raw))
+		return "", "", "", fmt.Errorf("catalog: unsupported database URL %q (want postgres://, postgresql:// or sqlite://)", redact.URL(raw))
 	}
-}
-
-// redact hides a password in a URL that is about to appear in an error message.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }
 
 // Dialect reports which database the catalog is on: DialectPostgres or DialectSQLite.

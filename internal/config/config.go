@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
 	"github.com/modelreg/modelreg/internal/codec"
+	"github.com/modelreg/modelreg/internal/redact"
 	"github.com/modelreg/modelreg/workflows"
 )
 
@@ -156,27 +156,9 @@ func (c Config) DataConverter() (converter.DataConverter, error) {
 	return workflows.NewDataConverterWithCodec(cd), nil
 }
 
-// RedactURL returns a URL fit for logs: the password of its user info and any password query parameter
-// (lib/pq accepts ?password=…) replaced. Strings that are not URLs are returned as they are, unless they
-// look like one with user info, which is then replaced whole.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if at, scheme := strings.LastIndex(raw, "@"), strings.Index(raw, "://"); at >= 0 && scheme >= 0 && scheme < at {
-			return raw[:scheme+3] + "REDACTED" + raw[at:]
-		}
-		return raw
-	}
-	if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
-		for _, k := range []string{"password", "sslpassword"} {
-			if q.Has(k) {
-				q.Set(k, "xxxxx")
-			}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
-}
+// RedactURL returns a URL fit for logs, with every password and secret-looking parameter masked. It is
+// redact.URL, which the catalog's errors use too, so a log line and an error cannot disagree on a secret.
+func RedactURL(raw string) string { return redact.URL(raw) }
 
 func env(name, def string) string {
 	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
