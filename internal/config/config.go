@@ -43,6 +43,10 @@ type Config struct {
 	SourceS3        artifact.S3Config // MODELREG_SOURCE_S3_*: where s3:// sources are read; default S3
 	// WebhookSecret (MODELREG_WEBHOOK_SECRET) signs every webhook and validation request; empty: unsigned.
 	WebhookSecret Secret
+	// MustExist makes OpenCatalog and OpenStore refuse a SQLite catalog file or a store directory that is
+	// not there instead of creating it. The starter sets it: run outside the registry's directory, it
+	// would otherwise make an empty registry of its own, list nothing and upload blobs no worker reads.
+	MustExist bool
 	// PayloadKeys encrypt workflow payloads (MODELREG_PAYLOAD_KEY with MODELREG_PAYLOAD_KEY_ID, then each
 	// key of MODELREG_PAYLOAD_KEY_PREVIOUS): the first encrypts, all decrypt. Empty: payloads are plain JSON.
 	PayloadKeys []codec.Key
@@ -216,10 +220,31 @@ func (c Config) Dial(logger *slog.Logger) (client.Client, error) {
 	return cl, nil
 }
 
+// ErrNoRegistry is returned (wrapped) by OpenCatalog and OpenStore with MustExist when the embedded
+// default's files are not where the settings point.
+var ErrNoRegistry = errors.New("no registry")
+
+// noRegistry names what is missing and every way to point at a registry that exists.
+func (c Config) noRegistry(what, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return fmt.Errorf("%w here: %s %s does not exist. Run this in the directory where `worker --dev` runs (it creates %s), "+
+		"set MODELREG_DATA_DIR to the worker's --data-dir, or, for a registry that is not the embedded default, set "+
+		"MODELREG_DATABASE_URL, MODELREG_S3_BUCKET (or MODELREG_ARTIFACT_ROOT) and TEMPORAL_ADDRESS",
+		ErrNoRegistry, what, abs, c.DataDir)
+}
+
 // OpenCatalog opens the catalog and brings its schema up to date.
 func (c Config) OpenCatalog(ctx context.Context) (*catalog.Catalog, error) {
 	if strings.HasPrefix(c.DatabaseURL, "sqlite://") {
-		if err := os.MkdirAll(filepath.Dir(strings.TrimPrefix(c.DatabaseURL, "sqlite://")), 0o755); err != nil {
+		path := strings.TrimPrefix(c.DatabaseURL, "sqlite://")
+		if c.MustExist {
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				return nil, c.noRegistry("the catalog", path)
+			}
+		} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, err
 		}
 	}
@@ -241,6 +266,11 @@ func (c Config) OpenStore(ctx context.Context) (artifact.Store, error) {
 	}
 	if c.ArtifactRoot == "" {
 		return nil, errors.New("no artifact store: set MODELREG_S3_BUCKET or MODELREG_ARTIFACT_ROOT")
+	}
+	if c.MustExist {
+		if _, err := os.Stat(c.ArtifactRoot); errors.Is(err, os.ErrNotExist) {
+			return nil, c.noRegistry("the artifact store", c.ArtifactRoot)
+		}
 	}
 	return artifact.NewDir(c.ArtifactRoot)
 }
