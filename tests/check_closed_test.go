@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,11 +13,15 @@ import (
 )
 
 // TestCheckFindsWorkflowsTemporalEnded: a terminated workflow still answers queries with its last state,
-// so `starter check` must ask Temporal whether it runs. v1 in Production, v2 waiting for approval and
-// v3 rejected (its workflow completed, as it should) check clean; then an operator terminates v2's
-// workflow and the model's with the temporal CLI, and check reports both and exits 1.
+// so `starter check` must ask Temporal whether it runs. v1 in Production (continued as new, so its
+// first run is closed as ContinuedAsNew), v2 waiting for approval and v3 rejected (its workflow
+// completed, as it should) check clean; then an operator terminates v2's workflow and the model's with
+// the temporal CLI, and check reports both and exits 1.
 func TestCheckFindsWorkflowsTemporalEnded(t *testing.T) {
 	h := newHarness(t)
+	// A small maxHistoryEvents, which versions inherit, makes v1 continue as new below.
+	h.mustCLI("workflow", "start", "--type", "ModelWorkflow", "--task-queue", "model-registry", "--workflow-id", "model/fraud",
+		"--input", `{"schemaVersion": 1, "model": "fraud", "maxHistoryEvents": 40}`)
 	for i := 1; i <= 3; i++ {
 		v := strconv.Itoa(i)
 		dir := filepath.Join(h.dir, "run"+v)
@@ -27,6 +32,14 @@ func TestCheckFindsWorkflowsTemporalEnded(t *testing.T) {
 	h.mustStarter("reject", "--model", "fraud", "--version", "3", "--approver", "alice", "--comment", "worse")
 	h.waitStage("fraud", 1, "Production")
 	h.waitStage("fraud", 3, "Rejected")
+	for i := 0; i < 12; i++ {
+		h.mustCLI("workflow", "signal", "--workflow-id", "model/fraud/v1", "--name", "approve", "--input", fmt.Sprintf(`{"approver": "late-%d"}`, i))
+	}
+	waitFor(t, func() (string, bool) {
+		o := h.mustCLI("workflow", "list", "--query", `WorkflowId="model/fraud/v1"`, "-o", "json")
+		return o, strings.Count(o, `"runId"`) >= 2 && strings.Contains(o, "CONTINUED_AS_NEW")
+	})
+	h.waitStage("fraud", 1, "Production")
 	out := h.mustCLI("workflow", "describe", "--workflow-id", "model/fraud/v3", "-o", "json")
 	if !strings.Contains(out, "WORKFLOW_EXECUTION_STATUS_COMPLETED") && !strings.Contains(out, `"Completed"`) {
 		t.Fatalf("a rejected version's workflow is expected to have completed:\n%s", out)
