@@ -32,9 +32,8 @@ catalog agrees with the version's workflow (stage, manifest URI and digest, and 
 it unless its stage is Rejected or Failed), with the artifact store (manifest digest, every blob present
 with its size, the archived mark) and with the model workflow (running, production version, next version
 number), that version numbers have no gaps, and that each version's audit trail is a chain ending in its
-stage. A finding is checked again after 2 s before it is reported,
-since a version caught mid-transition disagrees for an instant. --verify also re-hashes every blob.
-Exits 1 when there is any finding.`,
+stage. A finding is checked again after 2 s before it is reported, since a version caught mid-transition
+disagrees for an instant. --verify also re-hashes every blob. Exits 1 when there is any finding.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if model != "" {
 				if err := names.ValidateModel(model); err != nil {
