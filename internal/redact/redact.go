@@ -37,6 +37,11 @@ func URL(raw string) string {
 	if err != nil || u.Scheme == "" || u.Opaque != "" {
 		return unparsed(raw)
 	}
+	// An unescaped '/' or '#' in a password ends the authority early, and the rest of the password
+	// lands in the host, port or path: the '@' that should have ended the user info shows it.
+	if before, _, _ := strings.Cut(raw, "?"); u.User == nil && strings.Contains(before, "@") {
+		return unparsed(raw)
+	}
 	if u.User != nil {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), Mask)
@@ -69,7 +74,8 @@ func query(raw string) string {
 }
 
 var (
-	userInfo = regexp.MustCompile(`://[^/?#\s]*@`)
+	// Up to the last '@' of the run: a password may hold any byte but white space, escaped or not.
+	userInfo = regexp.MustCompile(`://\S*@`)
 	// name=value, where value runs to the next separator (& ; space) or is single-quoted as lib/pq allows.
 	pair = regexp.MustCompile(`([A-Za-z0-9_.%-]+)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^&;\s]*)`)
 )

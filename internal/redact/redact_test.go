@@ -28,8 +28,13 @@ func TestURL(t *testing.T) {
 		"host=db user=u password=s3cr3t sslmode=disable": "host=db user=u password=xxxxx sslmode=disable",
 		"host=db password='s3 cr\\'et' dbname=m":         "host=db password=xxxxx dbname=m",
 		"not a url ://u:s3cr3t@h password=s3cr3t":        "not a url ://REDACTED@h password=xxxxx",
-		"":                                  "",
-		"postgres://u@db/m#password=s3cr3t": "postgres://u@db/m#password=xxxxx",
+		"": "",
+		// A password with an unescaped '/', '#' or '@' that breaks the URL apart.
+		"postgres://u:s3cr3t/x@db/m?sslmode=disable": "postgres://REDACTED@db/m?sslmode=disable",
+		"postgres://u:1234/s3cr3t@db/m":              "postgres://REDACTED@db/m",
+		"postgres://u:s3#cr3t@db/m":                  "postgres://REDACTED@db/m",
+		"postgres://u:s3@cr3t@db/m":                  "postgres://u:xxxxx@db/m",
+		"postgres://u@db/m#password=s3cr3t":          "postgres://u@db/m#password=xxxxx",
 	} {
 		got := redact.URL(in)
 		if got != want {
