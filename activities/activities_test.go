@@ -51,7 +51,9 @@ type harness struct {
 	src *s3.Client
 	// overwriteBlob replaces a blob's bytes behind the store's back.
 	overwriteBlob func(t *testing.T, sum string, data []byte)
-	isS3          bool
+	// deleteBlob removes a blob behind the store's back.
+	deleteBlob func(t *testing.T, sum string)
+	isS3       bool
 }
 
 type backend struct {
@@ -121,6 +123,11 @@ func newDirHarness(t *testing.T, srv testenv.S3Server) *harness {
 			t.Fatal(err)
 		}
 	}
+	h.deleteBlob = func(t *testing.T, sum string) {
+		if err := os.Remove(filepath.Join(store.Root(), "blobs", "sha256", sum[:2], sum)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	h.acts = &activities.Activities{Catalog: cat, Store: store, SourceS3: h.src, TempDir: t.TempDir()}
 	return h
 }
@@ -144,6 +151,12 @@ func newS3Harness(t *testing.T, srv testenv.S3Server) *harness {
 		if _, err := store.Client().PutObject(ctx, &s3.PutObjectInput{
 			Bucket: aws.String(store.Bucket()), Key: &key, Body: bytes.NewReader(data)}); err != nil {
 			t.Fatalf("raw PutObject %s: %v", key, err)
+		}
+	}
+	h.deleteBlob = func(t *testing.T, sum string) {
+		key := "models/blobs/sha256/" + sum[:2] + "/" + sum
+		if _, err := store.Client().DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(store.Bucket()), Key: &key}); err != nil {
+			t.Fatalf("raw DeleteObject %s: %v", key, err)
 		}
 	}
 	h.acts = &activities.Activities{Catalog: cat, Store: store, SourceS3: h.src, TempDir: t.TempDir()}
@@ -307,6 +320,7 @@ var cases = []struct {
 	{"ValidatePasses", testValidatePasses},
 	{"ValidateFailures", testValidateFailures},
 	{"ValidateIntegrity", testValidateIntegrity},
+	{"ValidateDeletedBlob", testValidateDeletedBlob},
 	{"ValidateChampion", testValidateChampion},
 	{"ArchivedMark", testArchivedMark},
 	{"NotifyDeployment", testNotifyDeployment},
@@ -727,6 +741,21 @@ func testValidateIntegrity(t *testing.T, h *harness) {
 
 	h.overwriteBlob(t, sum, weights) // repaired
 	wantPassed(t, validate(t, h, 1, nil), "integrity")
+}
+
+// testValidateDeletedBlob: a blob that vanished from the store between registration and validation is
+// a failed integrity check naming the file — a verdict that rejects the version — not an error that
+// would retry Validate for as long as the blob stays gone.
+func testValidateDeletedBlob(t *testing.T, h *harness) {
+	weights := randomBytes(t, 70_000)
+	registered(t, h, 1, nil, map[string][]byte{"model.bin": weights, "config/params.json": []byte("{}")})
+	h.deleteBlob(t, sha(weights))
+	rep := validate(t, h, 1, nil)
+	wantFailed(t, rep, map[string]string{"integrity": "model.bin"})
+	d := check(t, rep, "integrity").Detail
+	if !strings.Contains(d, "1 of 2 files") || strings.Contains(d, "params.json") || !strings.Contains(d, "not found") {
+		t.Errorf("integrity detail %q, want model.bin alone, as not found", d)
+	}
 }
 
 // promoteV1 puts v1 (accuracy 0.95) in production through the catalog, as ModelWorkflow would.

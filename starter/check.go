@@ -28,12 +28,12 @@ func (a *app) checkCmd() *cobra.Command {
 		Use:   "check [--model NAME] [--verify]",
 		Short: "Compare catalog, artifact store and workflow state, and report every disagreement (exit 1 if any)",
 		Long: `For one model (--model) or every model in the catalog, and each of its versions, check that the
-catalog agrees with the version's workflow (stage, manifest URI and digest), with the artifact store
-(manifest digest, every blob present with its size, the archived mark) and with the model workflow
-(production version, next version number), that version numbers have no gaps, and that each version's
-audit trail is a chain ending in its stage. A finding is checked again after 2 s before it is reported,
-since a version caught mid-transition disagrees for an instant. --verify also re-hashes every blob.
-Exits 1 when there is any finding.`,
+catalog agrees with the version's workflow (stage, manifest URI and digest, and that Temporal still runs
+it unless its stage is Rejected or Failed), with the artifact store (manifest digest, every blob present
+with its size, the archived mark) and with the model workflow (running, production version, next version
+number), that version numbers have no gaps, and that each version's audit trail is a chain ending in its
+stage. A finding is checked again after 2 s before it is reported, since a version caught mid-transition
+disagrees for an instant. --verify also re-hashes every blob. Exits 1 when there is any finding.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if model != "" {
 				if err := names.ValidateModel(model); err != nil {

@@ -49,8 +49,12 @@ func newRoot() *cobra.Command {
 			// The SDK logs connection chatter at info; a CLI only wants warnings.
 			a.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			var err error
-			a.cfg, err = config.FromEnv()
-			return err
+			if a.cfg, err = config.FromEnv(); err != nil {
+				return err
+			}
+			// The starter uses a registry; only `worker --dev` creates the embedded default's files.
+			a.cfg.MustExist = true
+			return nil
 		},
 	}
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON instead of text")

@@ -25,6 +25,8 @@ import (
 	"github.com/pressly/goose/v3/lock"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/modelreg/modelreg/internal/redact"
 )
 
 // Dialect names, as returned by (*Catalog).Dialect.
@@ -74,9 +76,45 @@ func Open(ctx context.Context, dbURL string) (*Catalog, error) {
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("catalog: connect to %s: %w", redact(dbURL), err)
+		return nil, fmt.Errorf("catalog: connect to %s: %w", redact.URL(dbURL), err)
+	}
+	if dialect == DialectSQLite {
+		if err := enableWAL(ctx, db); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("catalog: %s: %w", redact.URL(dbURL), err)
+		}
 	}
 	return &Catalog{db: db, dialect: dialect}, nil
+}
+
+// enableWAL switches the database file to WAL mode (a no-op once it is), waiting up to the busy timeout
+// for other connections. It is not a DSN pragma because SQLite does not call the busy handler for it:
+// on a fresh file the switch is a write made while the pragma holds a read lock, and a connection that
+// must upgrade a lock it holds gets SQLITE_BUSY at once when another one is writing (the other handle's
+// own switch, say), so handles opening a new catalog together failed within milliseconds. The mode is
+// stored in the file, so later connections of the pool open it in WAL mode without the pragma.
+func enableWAL(ctx context.Context, db *sqlx.DB) error {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	delay := time.Millisecond
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("set journal_mode WAL: %w", err)
+			}
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("set journal_mode WAL: %w", ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, 100*time.Millisecond)
+	}
 }
 
 func parseURL(raw string) (driver, dsn, dialect string, err error) {
@@ -94,7 +132,7 @@ func parseURL(raw string) (driver, dsn, dialect string, err error) {
 		}
 		q := url.Values{}
 		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
-		q.Add("_pragma", "journal_mode(WAL)")
+		// journal_mode(WAL) is set by enableWAL, not here.
 		q.Add("_pragma", "foreign_keys(1)")
 		// NORMAL is durable in WAL mode except against power loss of the last commits, the usual choice.
 		q.Add("_pragma", "synchronous(NORMAL)")
@@ -107,17 +145,8 @@ func parseURL(raw string) (driver, dsn, dialect string, err error) {
 		q.Set("_time_format", "sqlite")
 		return "sqlite", path + "?" + q.Encode(), DialectSQLite, nil
 	default:
-		return "", "", "", fmt.Errorf("catalog: unsupported database URL %q (want postgres://, postgresql:// or sqlite://)", redact(raw))
+		return "", "", "", fmt.Errorf("catalog: unsupported database URL %q (want postgres://, postgresql:// or sqlite://)", redact.URL(raw))
 	}
-}
-
-// redact hides a password in a URL that is about to appear in an error message.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }
 
 // Dialect reports which database the catalog is on: DialectPostgres or DialectSQLite.

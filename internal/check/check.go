@@ -17,7 +17,9 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/modelreg/modelreg/internal/artifact"
@@ -29,8 +31,12 @@ import (
 const (
 	// A version's or model's workflow does not exist (never started, or removed by retention).
 	KindWorkflowNotFound = "workflow-not-found"
-	// A workflow exists but its query failed.
+	// A workflow exists but its query (or the description of its execution) failed.
 	KindWorkflowQuery = "workflow-query-failed"
+	// A workflow has closed (terminated, failed, timed out, canceled, completed) while it should run: a
+	// model's workflow always, a version's unless its stage is Rejected or Failed. A closed workflow
+	// still answers queries with its last state, so only its execution status shows this.
+	KindWorkflowClosed = "workflow-closed"
 	// Catalog stage differs from the version workflow's stage.
 	KindStage = "stage"
 	// Catalog manifest URI or digest differs from the version workflow's.
@@ -110,9 +116,10 @@ type Catalog interface {
 	Transitions(ctx context.Context, model string, version int) ([]catalog.Transition, error)
 }
 
-// Querier queries workflows; client.Client implements it.
+// Querier queries workflows and describes their executions; client.Client implements it.
 type Querier interface {
 	QueryWorkflow(ctx context.Context, workflowID, runID, queryType string, args ...interface{}) (converter.EncodedValue, error)
+	DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
 }
 
 // Deps are the parts the checker reads and its options.
@@ -312,6 +319,42 @@ func (d Deps) query(ctx context.Context, workflowID, name string, out any) (foun
 	return true, e, nil
 }
 
+// status describes the latest run of a workflow (an empty run ID: a version in Production or Archived
+// continues as new, and its earlier runs are ContinuedAsNew). found is false when the workflow does not
+// exist; other failures are returned as derr (a finding), and only the end of ctx as err.
+func (d Deps) status(ctx context.Context, workflowID string) (st enumspb.WorkflowExecutionStatus, found bool, derr, err error) {
+	timeout := d.QueryTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, e := d.Temporal.DescribeWorkflowExecution(dctx, workflowID, "")
+	if e == nil {
+		return resp.GetWorkflowExecutionInfo().GetStatus(), true, nil, nil
+	}
+	if ctx.Err() != nil {
+		return 0, false, nil, ctx.Err()
+	}
+	var nf *serviceerror.NotFound
+	if errors.As(e, &nf) {
+		return 0, false, nil, nil
+	}
+	return 0, true, e, nil
+}
+
+// isOpen reports whether a workflow with this status is still running. ContinuedAsNew counts as open: it
+// is the status of a run that has just handed over to its successor.
+func isOpen(st enumspb.WorkflowExecutionStatus) bool {
+	return st == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || st == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW
+}
+
+// endsClosed reports whether a version in this stage has finished its lifecycle, so that its workflow
+// has completed.
+func endsClosed(stage string) bool {
+	return stage == catalog.StageRejected || stage == catalog.StageFailed
+}
+
 func (d Deps) checkVersion(ctx context.Context, v catalog.Version, trs []catalog.Transition) ([]Finding, error) {
 	var out []Finding
 	add := func(kind, format string, args ...any) {
@@ -331,6 +374,25 @@ func (d Deps) checkVersion(ctx context.Context, v catalog.Version, trs []catalog
 		add(KindWorkflowQuery, "query %s on workflow %s failed: %v", workflows.QueryDescribe, wid, qerr)
 	default:
 		st := desc.State
+		// Both stages must say the lifecycle is over for a closed workflow to be fine: the catalog is what
+		// deployers read, and the workflow's own stage is what its last run left.
+		if !endsClosed(v.Stage) || !endsClosed(st.Stage) {
+			status, found, derr, err := d.status(ctx, wid)
+			switch {
+			case err != nil:
+				return nil, err
+			case !found:
+				add(KindWorkflowNotFound, "workflow %s not found", wid)
+			case derr != nil:
+				add(KindWorkflowQuery, "describe workflow %s failed: %v", wid, derr)
+			case !isOpen(status):
+				stage := v.Stage
+				if st.Stage != v.Stage {
+					stage = fmt.Sprintf("%s (workflow stage %s)", v.Stage, orNone(st.Stage))
+				}
+				add(KindWorkflowClosed, "workflow %s is %s, but its stage %s needs it running", wid, status, stage)
+			}
+		}
 		if v.Stage != st.Stage {
 			add(KindStage, "catalog stage %s, workflow stage %s", v.Stage, orNone(st.Stage))
 		}
@@ -510,6 +572,19 @@ func (d Deps) checkModelWide(ctx context.Context, s snapshot) ([]Finding, error)
 		add(0, KindWorkflowQuery, "query %s on workflow %s failed: %v", workflows.QueryProduction, wid, qerr)
 	case prod.Version != pointer:
 		add(0, KindProductionWorkflow, "catalog production pointer %s, model workflow production %s", vOrNone(pointer), vOrNone(prod.Version))
+	}
+	// The model workflow mints versions and serializes promotions; nothing can be registered or
+	// promoted once it has closed.
+	status, found, derr, err := d.status(ctx, wid)
+	switch {
+	case err != nil:
+		return nil, err
+	case !found:
+		add(0, KindWorkflowNotFound, "workflow %s not found", wid)
+	case derr != nil:
+		add(0, KindWorkflowQuery, "describe workflow %s failed: %v", wid, derr)
+	case !isOpen(status):
+		add(0, KindWorkflowClosed, "workflow %s is %s; a model's workflow must always be running", wid, status)
 	}
 	var desc workflows.ModelDescription
 	found, qerr, err = d.query(ctx, wid, workflows.QueryDescribe, &desc)

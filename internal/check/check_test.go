@@ -13,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/modelreg/modelreg/internal/artifact"
@@ -27,6 +31,9 @@ type fakeTemporal struct {
 	mu      sync.Mutex
 	answers map[string]any // "<workflow id>|<query>"
 	calls   map[string]int
+	// closed is the execution status of workflows that are no longer running; a workflow with answers
+	// and no entry here is Running.
+	closed map[string]enumspb.WorkflowExecutionStatus
 	// after replaces an answer once it has been given n times (a workflow finishing a transition).
 	after map[string]struct {
 		n int
@@ -59,6 +66,24 @@ func (f *fakeTemporal) QueryWorkflow(ctx context.Context, id, runID, query strin
 	return jsonValue(b), nil
 }
 
+func (f *fakeTemporal) DescribeWorkflowExecution(ctx context.Context, id, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.closed[id]
+	if !ok {
+		for k := range f.answers {
+			if strings.HasPrefix(k, id+"|") {
+				st, ok = enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, true
+			}
+		}
+	}
+	if !ok {
+		return nil, serviceerror.NewNotFound("workflow not found for ID: " + id)
+	}
+	return &workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{
+		Execution: &commonpb.WorkflowExecution{WorkflowId: id}, Status: st}}, nil
+}
+
 type world struct {
 	t     *testing.T
 	ctx   context.Context
@@ -76,7 +101,7 @@ func newWorld(t *testing.T) *world {
 	ctx := context.Background()
 	dir := t.TempDir()
 	w := &world{t: t, ctx: ctx, dbURL: "sqlite://" + filepath.Join(dir, "catalog.db"), files: map[int]artifact.FileEntry{},
-		tmp: &fakeTemporal{answers: map[string]any{}, calls: map[string]int{}, after: map[string]struct {
+		tmp: &fakeTemporal{answers: map[string]any{}, calls: map[string]int{}, closed: map[string]enumspb.WorkflowExecutionStatus{}, after: map[string]struct {
 			n int
 			v any
 		}{}}}
@@ -246,6 +271,21 @@ func TestFindings(t *testing.T) {
 			delete(w.tmp.answers, "model/fraud|describe")
 			delete(w.tmp.answers, "model/fraud|production")
 		}, []string{"v0:workflow-not-found"}, "fraud: workflow model/fraud not found"},
+		{"version workflow terminated", false, func(w *world) {
+			w.tmp.closed["model/fraud/v1"] = enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED
+		}, []string{"v1:workflow-closed"}, "fraud v1: workflow model/fraud/v1 is Terminated, but its stage Archived needs it running"},
+		{"version workflow failed, catalog and workflow disagreeing", false, func(w *world) {
+			w.tmp.closed["model/fraud/v2"] = enumspb.WORKFLOW_EXECUTION_STATUS_FAILED
+			st := w.versionState(2)
+			st.Stage = catalog.StageRejected
+			w.setVersion(2, st)
+		}, []string{"v2:workflow-closed", "v2:stage"}, "is Failed, but its stage Production (workflow stage Rejected) needs it running"},
+		{"model workflow terminated", false, func(w *world) {
+			w.tmp.closed["model/fraud"] = enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED
+		}, []string{"v0:workflow-closed"}, "fraud: workflow model/fraud is Terminated; a model's workflow must always be running"},
+		{"model workflow completed", false, func(w *world) {
+			w.tmp.closed["model/fraud"] = enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
+		}, []string{"v0:workflow-closed"}, "is Completed"},
 		{"blob deleted", false, func(w *world) {
 			must(t, os.Remove(filepath.Join(w.store.Root(), "blobs", "sha256", w.files[1].SHA256[:2], w.files[1].SHA256)))
 		}, []string{"v1:blob-missing"}, "blob of model.bin"},

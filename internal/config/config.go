@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
 	"github.com/modelreg/modelreg/internal/codec"
+	"github.com/modelreg/modelreg/internal/redact"
 	"github.com/modelreg/modelreg/workflows"
 )
 
@@ -43,6 +43,10 @@ type Config struct {
 	SourceS3        artifact.S3Config // MODELREG_SOURCE_S3_*: where s3:// sources are read; default S3
 	// WebhookSecret (MODELREG_WEBHOOK_SECRET) signs every webhook and validation request; empty: unsigned.
 	WebhookSecret Secret
+	// MustExist makes OpenCatalog and OpenStore refuse a SQLite catalog file or a store directory that is
+	// not there instead of creating it. The starter sets it: run outside the registry's directory, it
+	// would otherwise make an empty registry of its own, list nothing and upload blobs no worker reads.
+	MustExist bool
 	// PayloadKeys encrypt workflow payloads (MODELREG_PAYLOAD_KEY with MODELREG_PAYLOAD_KEY_ID, then each
 	// key of MODELREG_PAYLOAD_KEY_PREVIOUS): the first encrypts, all decrypt. Empty: payloads are plain JSON.
 	PayloadKeys []codec.Key
@@ -156,27 +160,9 @@ func (c Config) DataConverter() (converter.DataConverter, error) {
 	return workflows.NewDataConverterWithCodec(cd), nil
 }
 
-// RedactURL returns a URL fit for logs: the password of its user info and any password query parameter
-// (lib/pq accepts ?password=…) replaced. Strings that are not URLs are returned as they are, unless they
-// look like one with user info, which is then replaced whole.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if at, scheme := strings.LastIndex(raw, "@"), strings.Index(raw, "://"); at >= 0 && scheme >= 0 && scheme < at {
-			return raw[:scheme+3] + "REDACTED" + raw[at:]
-		}
-		return raw
-	}
-	if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
-		for _, k := range []string{"password", "sslpassword"} {
-			if q.Has(k) {
-				q.Set(k, "xxxxx")
-			}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
-}
+// RedactURL returns a URL fit for logs, with every password and secret-looking parameter masked. It is
+// redact.URL, which the catalog's errors use too, so a log line and an error cannot disagree on a secret.
+func RedactURL(raw string) string { return redact.URL(raw) }
 
 func env(name, def string) string {
 	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
@@ -234,10 +220,31 @@ func (c Config) Dial(logger *slog.Logger) (client.Client, error) {
 	return cl, nil
 }
 
+// ErrNoRegistry is returned (wrapped) by OpenCatalog and OpenStore with MustExist when the embedded
+// default's files are not where the settings point.
+var ErrNoRegistry = errors.New("no registry")
+
+// noRegistry names what is missing and every way to point at a registry that exists.
+func (c Config) noRegistry(what, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return fmt.Errorf("%w here: %s %s does not exist. Run this in the directory where `worker --dev` runs (it creates %s), "+
+		"set MODELREG_DATA_DIR to the worker's --data-dir, or, for a registry that is not the embedded default, set "+
+		"MODELREG_DATABASE_URL, MODELREG_S3_BUCKET (or MODELREG_ARTIFACT_ROOT) and TEMPORAL_ADDRESS",
+		ErrNoRegistry, what, abs, c.DataDir)
+}
+
 // OpenCatalog opens the catalog and brings its schema up to date.
 func (c Config) OpenCatalog(ctx context.Context) (*catalog.Catalog, error) {
 	if strings.HasPrefix(c.DatabaseURL, "sqlite://") {
-		if err := os.MkdirAll(filepath.Dir(strings.TrimPrefix(c.DatabaseURL, "sqlite://")), 0o755); err != nil {
+		path := strings.TrimPrefix(c.DatabaseURL, "sqlite://")
+		if c.MustExist {
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				return nil, c.noRegistry("the catalog", path)
+			}
+		} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, err
 		}
 	}
@@ -259,6 +266,11 @@ func (c Config) OpenStore(ctx context.Context) (artifact.Store, error) {
 	}
 	if c.ArtifactRoot == "" {
 		return nil, errors.New("no artifact store: set MODELREG_S3_BUCKET or MODELREG_ARTIFACT_ROOT")
+	}
+	if c.MustExist {
+		if _, err := os.Stat(c.ArtifactRoot); errors.Is(err, os.ErrNotExist) {
+			return nil, c.noRegistry("the artifact store", c.ArtifactRoot)
+		}
 	}
 	return artifact.NewDir(c.ArtifactRoot)
 }
