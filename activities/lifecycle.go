@@ -181,3 +181,8 @@ func (a *Activities) SetProductionFenced(ctx context.Context, in SetProductionIn
 	}
 	return a.Catalog.SetProduction(ctx, in.Model, p, in.Seq)
 }
+
+// RecordDelivery writes the state of a deployment event to the catalog.
+func (a *Activities) RecordDelivery(ctx context.Context, d catalog.Delivery) error {
+	return a.Catalog.RecordDelivery(ctx, d)
+}

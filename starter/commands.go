@@ -228,6 +228,18 @@ func (a *app) productionCmd() *cobra.Command {
 					return a.printJSON(v)
 				}
 				fmt.Fprintf(a.out, "%s v%d (stage %s)\nmanifest: %s\ndigest:   %s\n", v.Model, v.Version, v.Stage, v.ManifestURI, v.ManifestDigest)
+				ds, err := cat.Deliveries(ctx, model, v.Version)
+				if err != nil {
+					return err
+				}
+				if n := len(ds); n > 0 {
+					d := ds[n-1]
+					fmt.Fprintf(a.out, "deployment event: %s %s", d.EventID, d.Status)
+					if d.Error != "" {
+						fmt.Fprintf(a.out, " (%s)", d.Error)
+					}
+					fmt.Fprintln(a.out)
+				}
 				return nil
 			})
 		},
@@ -391,6 +403,37 @@ func (a *app) verdictCmd() *cobra.Command {
 	cmd.Flags().StringVar(&detail, "detail", "", "a one-line summary")
 	_ = cmd.MarkFlagRequired("validator")
 	_ = cmd.MarkFlagRequired("token")
+	return cmd
+}
+
+func (a *app) redeliverCmd() *cobra.Command {
+	var model string
+	cmd := &cobra.Command{
+		Use:   "redeliver --model NAME",
+		Short: "Send the model's last deployment event again (after its receiver refused it or was down too long)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := names.ValidateModel(model); err != nil {
+				return err
+			}
+			c, err := a.cfg.Dial(a.logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var res workflows.Delivery
+			if err := update(cmd.Context(), c, workflows.ModelWorkflowID(model), workflows.UpdateRedeliver,
+				workflows.RedeliverRequest{SchemaVersion: workflows.SchemaVersion}, &res); err != nil {
+				return fmt.Errorf("redeliver refused: %w", err)
+			}
+			if a.json {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.out, "%s: deployment event %s is %s\n", model, res.Event.EventID, res.Status)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&model, "model", "", "model name (required)")
+	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
 

@@ -59,7 +59,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON instead of text")
 	root.AddCommand(a.registerCmd(), a.statusCmd(), a.listCmd(), a.productionCmd(),
-		a.decisionCmd("approve"), a.decisionCmd("reject"), a.verdictCmd(), a.rollbackCmd(), a.historyCmd(), a.policyCmd())
+		a.decisionCmd("approve"), a.decisionCmd("reject"), a.verdictCmd(), a.rollbackCmd(), a.redeliverCmd(), a.historyCmd(), a.policyCmd())
 	root.AddCommand(a.checkCmd())
 	root.AddCommand(a.codecServerCmd())
 	return root

@@ -370,12 +370,28 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 func (m *modelWF) startDelivery(ctx workflow.Context, ev activities.DeploymentEvent) {
 	if d := m.st.Delivery; d != nil && d.Status == DeliveryPending {
 		d.Status = DeliverySuperseded
+		d.Error = fmt.Sprintf("superseded by %s of v%d", ev.Kind, ev.Version)
 		if m.cancelDelivery != nil {
 			m.cancelDelivery()
 		}
+		m.recordDelivery(ctx, d)
 	}
 	m.st.Delivery = &Delivery{Event: ev, Status: DeliveryPending}
 	m.runDelivery(ctx)
+}
+
+// recordDelivery projects a delivery's state into the catalog (best effort: the catalog is where
+// `starter check` and `starter status` read it, and the workflow's describe has it too).
+func (m *modelWF) recordDelivery(ctx workflow.Context, d *Delivery) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20},
+	})
+	row := catalog.Delivery{Model: m.in.Model, EventID: d.Event.EventID, Version: d.Event.Version, Kind: d.Event.Kind,
+		Status: d.Status, Error: d.Error, At: d.Event.At}
+	if err := workflow.ExecuteActivity(actx, a.RecordDelivery, row).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("delivery state not recorded in the catalog", "event", d.Event.EventID, "error", err)
+	}
 }
 
 // runDelivery runs the pending delivery in a coroutine of its own (again after continue-as-new).
@@ -389,6 +405,7 @@ func (m *modelWF) runDelivery(ctx workflow.Context) {
 	m.delivering++
 	workflow.Go(dctx, func(gctx workflow.Context) {
 		defer func() { m.delivering-- }()
+		m.recordDelivery(gctx, d)
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, deliveryActivityOptions), a.NotifyDeployment, d.Event).Get(gctx, nil)
 		if d.Status != DeliveryPending {
 			return // superseded meanwhile
@@ -404,6 +421,8 @@ func (m *modelWF) runDelivery(ctx workflow.Context) {
 		default:
 			d.Status, d.Error = DeliveryFailed, rootMessage(err)
 		}
+		// Not gctx: a newer switch cancels it, and the outcome must still be written.
+		m.recordDelivery(m.root, d)
 	})
 }
 

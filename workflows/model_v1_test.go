@@ -21,17 +21,18 @@ import (
 
 // fakeCatalog plays the catalog and the version workflows for ModelWorkflow's v1 tests.
 type fakeCatalog struct {
-	mu        sync.Mutex
-	snap      catalog.ModelSnapshot
-	keys      map[string]int
-	mintErr   error
-	promotion map[int]PromotionInfo
-	champion  activities.ChampionResult
-	fenced    bool
-	updates   []activities.UpdateWorkflowInput
-	pointer   []activities.SetProductionInput
-	events    []activities.DeploymentEvent
-	refusals  []catalog.Refusal
+	mu         sync.Mutex
+	snap       catalog.ModelSnapshot
+	keys       map[string]int
+	mintErr    error
+	promotion  map[int]PromotionInfo
+	champion   activities.ChampionResult
+	fenced     bool
+	updates    []activities.UpdateWorkflowInput
+	pointer    []activities.SetProductionInput
+	events     []activities.DeploymentEvent
+	refusals   []catalog.Refusal
+	deliveries []catalog.Delivery
 }
 
 func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnvironment {
@@ -115,6 +116,12 @@ func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnviron
 		return nil
 	})
 	env.OnActivity(a.GetVersionRow, mock.Anything, mock.Anything, mock.Anything).Return(activities.VersionRow{}, nil)
+	env.OnActivity(a.RecordDelivery, mock.Anything, mock.Anything).Return(func(_ context.Context, d catalog.Delivery) error {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		fc.deliveries = append(fc.deliveries, d)
+		return nil
+	})
 	return env
 }
 

@@ -223,3 +223,66 @@ func truncate(s string, n int) string {
 	}
 	return s[:cut] + mark
 }
+
+// Delivery is the state of one deployment event (see the deliveries table).
+type Delivery struct {
+	Model     string    `db:"model" json:"model"`
+	EventID   string    `db:"event_id" json:"eventId"`
+	Version   int       `db:"version" json:"version"`
+	Kind      string    `db:"kind" json:"kind"`
+	Status    string    `db:"status" json:"status"`
+	Error     string    `db:"error" json:"error,omitempty"`
+	At        time.Time `db:"at" json:"at"`
+	UpdatedAt time.Time `db:"updated_at" json:"updatedAt"`
+}
+
+// Delivery statuses, as stored.
+const (
+	DeliveryPending    = "pending"
+	DeliveryDelivered  = "delivered"
+	DeliveryRefused    = "refused"
+	DeliveryFailed     = "failed"
+	DeliverySuperseded = "superseded"
+)
+
+// RecordDelivery inserts or updates the state of a deployment event. Writes come from one coroutine of
+// the model's workflow, one after the other, so the last write is the current state.
+func (c *Catalog) RecordDelivery(ctx context.Context, d Delivery) error {
+	switch d.Status {
+	case DeliveryPending, DeliveryDelivered, DeliveryRefused, DeliveryFailed, DeliverySuperseded:
+	default:
+		return fmt.Errorf("catalog: delivery %q of model %q: unknown status %q", d.EventID, d.Model, d.Status)
+	}
+	if d.At.IsZero() {
+		d.At = now()
+	} else {
+		d.At = utc(d.At)
+	}
+	d.UpdatedAt = now()
+	d.Error = truncate(d.Error, MaxRefusalReason)
+	_, err := c.db.NamedExecContext(ctx, `INSERT INTO deliveries (model, event_id, version, kind, status, error, at, updated_at)
+		VALUES (:model, :event_id, :version, :kind, :status, :error, :at, :updated_at)
+		ON CONFLICT (model, event_id) DO UPDATE SET status = excluded.status, error = excluded.error, updated_at = excluded.updated_at`, d)
+	if err != nil {
+		return fmt.Errorf("catalog: record delivery %q of model %q: %w", d.EventID, d.Model, err)
+	}
+	return nil
+}
+
+// Deliveries returns the model's deployment events, oldest first; with version > 0 only that version's.
+func (c *Catalog) Deliveries(ctx context.Context, model string, version int) ([]Delivery, error) {
+	q := `SELECT model, event_id, version, kind, status, error, at, updated_at FROM deliveries WHERE model = ?`
+	args := []any{model}
+	if version > 0 {
+		q += ` AND version = ?`
+		args = append(args, version)
+	}
+	var out []Delivery
+	if err := c.db.SelectContext(ctx, &out, c.db.Rebind(q+` ORDER BY at, event_id`), args...); err != nil {
+		return nil, fmt.Errorf("catalog: deliveries of model %q: %w", model, err)
+	}
+	for i := range out {
+		out[i].At, out[i].UpdatedAt = out[i].At.UTC(), out[i].UpdatedAt.UTC()
+	}
+	return out, nil
+}

@@ -69,6 +69,9 @@ const (
 	KindAuditEnd = "audit-end"
 	// A transition does not start where the previous one ended.
 	KindAuditChain = "audit-chain"
+	// KindDeliveryUndelivered: the last deployment event was refused, failed, or has been retried for
+	// longer than DeliveryGrace.
+	KindDeliveryUndelivered = "delivery-undelivered"
 )
 
 // Finding is one disagreement. Version 0 means the model as a whole.
@@ -114,6 +117,7 @@ type Catalog interface {
 	GetModel(ctx context.Context, name string) (catalog.Model, error)
 	ListVersions(ctx context.Context, model, stage string) ([]catalog.Version, error)
 	Transitions(ctx context.Context, model string, version int) ([]catalog.Transition, error)
+	Deliveries(ctx context.Context, model string, version int) ([]catalog.Delivery, error)
 }
 
 // Querier queries workflows and describes their executions; client.Client implements it.
@@ -143,6 +147,9 @@ const DefaultRecheckDelay = 2 * time.Second
 // Run checks the model named by d.Model, or every model, and returns what disagrees. An error means the
 // check itself could not run (the catalog is unreachable, the context ended); disagreements, including
 // a missing workflow or a store that refuses one object, are findings.
+// DeliveryGrace is how long a deployment event may be retried before check reports it.
+const DeliveryGrace = 5 * time.Minute
+
 func Run(ctx context.Context, d Deps) (Report, error) {
 	var models []string
 	if d.Model != "" {
@@ -520,6 +527,24 @@ func (d Deps) checkModelWide(ctx context.Context, s snapshot) ([]Finding, error)
 			inProduction = append(inProduction, v.Version)
 		}
 		maxVersion = max(maxVersion, v.Version)
+	}
+
+	// Deployment events: the latest one must have been delivered (or still be within its first
+	// minutes of retries); an older one that a newer switch superseded is fine.
+	ds, err := d.Catalog.Deliveries(ctx, name, 0)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(ds); n > 0 {
+		last := ds[n-1]
+		switch {
+		case last.Status == catalog.DeliveryRefused || last.Status == catalog.DeliveryFailed:
+			add(last.Version, KindDeliveryUndelivered, "deployment event %s (%s of v%d) was not delivered: %s %s; redeliver with: temporal workflow update execute --workflow-id %s --name %s --input '{\"schemaVersion\":1}'",
+				last.EventID, last.Kind, last.Version, last.Status, last.Error, workflows.ModelWorkflowID(name), workflows.UpdateRedeliver)
+		case last.Status == catalog.DeliveryPending && time.Since(last.At) > DeliveryGrace:
+			add(last.Version, KindDeliveryUndelivered, "deployment event %s (%s of v%d) is still being retried since %s: is the webhook down?",
+				last.EventID, last.Kind, last.Version, last.At.Format(time.RFC3339))
+		}
 	}
 
 	// The production pointer and the Production stage.

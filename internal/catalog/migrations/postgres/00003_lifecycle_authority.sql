@@ -29,6 +29,24 @@ CREATE TABLE refused_messages (
 
 CREATE INDEX refused_messages_model_at ON refused_messages (model, at);
 
+-- deliveries is the state of each deployment event: pending while it is retried, then delivered,
+-- refused (a receiver answered 4xx), failed (the retry limit passed) or superseded (a newer switch
+-- happened first). starter check reports the ones not delivered; the model's redeliver update retries.
+CREATE TABLE deliveries (
+    model      TEXT        NOT NULL,
+    event_id   TEXT        NOT NULL,
+    version    INTEGER     NOT NULL,
+    kind       TEXT        NOT NULL,
+    status     TEXT        NOT NULL CHECK (status IN ('pending', 'delivered', 'refused', 'failed', 'superseded')),
+    error      TEXT        NOT NULL DEFAULT '',
+    at         TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (model, event_id)
+);
+
+CREATE INDEX deliveries_model_version ON deliveries (model, version);
+
 -- +goose Down
+DROP TABLE deliveries;
 DROP TABLE refused_messages;
 ALTER TABLE models DROP COLUMN last_version;
