@@ -421,8 +421,9 @@ func (m *modelWF) runDelivery(ctx workflow.Context) {
 		default:
 			d.Status, d.Error = DeliveryFailed, rootMessage(err)
 		}
-		// Not gctx: a newer switch cancels it, and the outcome must still be written.
-		m.recordDelivery(m.root, d)
+		// Not gctx itself: a newer switch cancels it, and the outcome must still be written.
+		nctx, _ := workflow.NewDisconnectedContext(gctx)
+		m.recordDelivery(nctx, d)
 	})
 }
 
