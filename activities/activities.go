@@ -248,19 +248,42 @@ func (a *Activities) NotifyDeployment(ctx context.Context, ev DeploymentEvent) e
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
-	var errs []error
+	// done holds, per webhook, whether it acknowledged (true) or refused (false) the event in this or an
+	// earlier attempt; neither is asked again. Temporal only sees an *ApplicationError returned as is,
+	// so refusals are reported as one, and only once every other webhook has acknowledged.
+	var retry, refusals []error
 	for _, url := range policy.Webhooks {
-		if done[url] {
+		if _, asked := done[url]; asked {
 			continue
 		}
-		if err := a.post(ctx, client, url, ev.EventID, body); err != nil {
-			errs = append(errs, err)
+		err := a.post(ctx, client, url, ev.EventID, body)
+		var appErr *temporal.ApplicationError
+		switch {
+		case err == nil:
+			done[url] = true
+		case errors.As(err, &appErr) && appErr.Type() == ErrTypeRefusedByReceiver:
+			done[url] = false
+			refusals = append(refusals, err)
+		default:
+			retry = append(retry, err)
 			continue
 		}
-		done[url] = true
 		activity.RecordHeartbeat(ctx, done)
 	}
-	return errors.Join(errs...)
+	if len(retry) > 0 {
+		return errors.Join(retry...)
+	}
+	if len(refusals) == 0 {
+		for url, ok := range done {
+			if !ok {
+				refusals = append(refusals, fmt.Errorf("webhook %s refused the event in an earlier attempt", url))
+			}
+		}
+	}
+	if len(refusals) > 0 {
+		return temporal.NewNonRetryableApplicationError(errors.Join(refusals...).Error(), ErrTypeRefusedByReceiver, nil)
+	}
+	return nil
 }
 
 // post sends one JSON body, signed with the webhook secret when there is one. The signature is made
