@@ -38,6 +38,8 @@ func run(logger *slog.Logger) error {
 	devPort := flag.Int("dev-port", 7233, "with --dev: the Temporal frontend port")
 	uiPort := flag.Int("ui-port", 8233, "with --dev: the Temporal Web UI port")
 	headless := flag.Bool("headless", false, "with --dev: no Web UI")
+	tempBase := flag.String("temp-dir", filepath.Join(os.TempDir(), "modelreg-import"),
+		"where files imported from s3:// sources are staged; each worker has its own subdirectory, and the subdirectories of dead workers are removed at start")
 	flag.Parse()
 
 	if *dataDir != "" {
@@ -88,11 +90,11 @@ func run(logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("s3 source client: %w", err)
 	}
-	tmp, err := os.MkdirTemp("", "modelreg-import-")
+	tmp, err := claimTempDir(*tempBase, logger)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer tmp.Release()
 
 	c, err := dialRetry(ctx, cfg, logger)
 	if err != nil {
@@ -101,7 +103,7 @@ func run(logger *slog.Logger) error {
 	defer c.Close()
 
 	acts := &activities.Activities{
-		Catalog: cat, Store: store, SourceS3: src, Temporal: c, TempDir: tmp,
+		Catalog: cat, Store: store, SourceS3: src, Temporal: c, TempDir: tmp.Path,
 		HTTP:          &http.Client{Timeout: 15 * time.Second},
 		WebhookSecret: []byte(cfg.WebhookSecret),
 	}
