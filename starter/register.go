@@ -30,6 +30,8 @@ func (a *app) registerCmd() *cobra.Command {
 		model, dir, source, metricsFile, sourceRun, key, by string
 		params                                              []string
 		wait                                                bool
+		partSizeMiB                                         int64
+		concurrency                                         int
 	)
 	cmd := &cobra.Command{
 		Use:   "register --model NAME (--dir DIR | --source s3://bucket/prefix) [flags]",
@@ -40,6 +42,9 @@ copies the objects under an s3:// prefix instead. Retrying with the same --idemp
 derived from the files, metrics, params and source run) returns the same version.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if err := a.cfg.SetUpload(partSizeMiB, concurrency); err != nil {
+				return err
+			}
 			req := workflows.RegisterRequest{SchemaVersion: workflows.SchemaVersion, Model: model, SourceRun: sourceRun, RegisteredBy: by}
 			if err := names.ValidateModel(model); err != nil {
 				return err
@@ -132,6 +137,8 @@ derived from the files, metrics, params and source run) returns the same version
 	f.StringVar(&key, "idempotency-key", "", "retry key: the same key always returns the same version")
 	f.StringVar(&by, "registered-by", "", "who registers (default: the current user)")
 	f.BoolVar(&wait, "wait", false, "follow the version until it waits for approval or ends")
+	f.Int64Var(&partSizeMiB, "part-size-mib", 0, fmt.Sprintf("S3 multipart part size in MiB (default $MODELREG_S3_PART_SIZE_MIB or %d)", artifact.DefaultPartSize>>20))
+	f.IntVar(&concurrency, "upload-concurrency", 0, fmt.Sprintf("parts of one file uploaded at once (default $MODELREG_S3_CONCURRENCY or %d)", artifact.DefaultConcurrency))
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/modelreg/modelreg/activities"
+	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/config"
 	"github.com/modelreg/modelreg/internal/devserver"
 )
@@ -40,6 +41,8 @@ func run(logger *slog.Logger) error {
 	headless := flag.Bool("headless", false, "with --dev: no Web UI")
 	tempBase := flag.String("temp-dir", filepath.Join(os.TempDir(), "modelreg-import"),
 		"where files imported from s3:// sources are staged; each worker has its own subdirectory, and the subdirectories of dead workers are removed at start")
+	partSizeMiB := flag.Int64("part-size-mib", 0, fmt.Sprintf("S3 multipart part size in MiB for imports (default $MODELREG_S3_PART_SIZE_MIB or %d)", artifact.DefaultPartSize>>20))
+	concurrency := flag.Int("upload-concurrency", 0, fmt.Sprintf("parts of one file uploaded at once (default $MODELREG_S3_CONCURRENCY or %d)", artifact.DefaultConcurrency))
 	flag.Parse()
 
 	if *dataDir != "" {
@@ -47,6 +50,9 @@ func run(logger *slog.Logger) error {
 	}
 	cfg, err := config.FromEnv()
 	if err != nil {
+		return err
+	}
+	if err := cfg.SetUpload(*partSizeMiB, *concurrency); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

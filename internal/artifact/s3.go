@@ -11,8 +11,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -36,6 +39,12 @@ type S3Config struct {
 	PathStyle       bool
 	PartSize        int64 // multipart part size in bytes; 0 = DefaultPartSize; 5 MiB to 5 GiB
 	Concurrency     int   // parts uploaded in parallel; 0 = DefaultConcurrency
+	// MaxAttempts and MaxBackoff configure the SDK's retryer for transient errors (connection refused,
+	// 5xx, throttling): attempts per request, and the cap on the jittered exponential wait between them.
+	// 0 keeps the SDK's defaults (3 attempts, 20 s). A command with no Temporal retries behind it (the
+	// starter) raises them to ride out an outage the way the worker's activities do.
+	MaxAttempts int
+	MaxBackoff  time.Duration
 }
 
 // String describes c for logs with the secret access key redacted.
@@ -44,8 +53,8 @@ func (c S3Config) String() string {
 	if c.SecretAccessKey != "" {
 		secret = "REDACTED"
 	}
-	return fmt.Sprintf("{Bucket:%s Prefix:%s Endpoint:%s Region:%s AccessKeyID:%s SecretAccessKey:%s PathStyle:%t PartSize:%d Concurrency:%d}",
-		c.Bucket, c.Prefix, c.Endpoint, c.Region, c.AccessKeyID, secret, c.PathStyle, c.PartSize, c.Concurrency)
+	return fmt.Sprintf("{Bucket:%s Prefix:%s Endpoint:%s Region:%s AccessKeyID:%s SecretAccessKey:%s PathStyle:%t PartSize:%d Concurrency:%d MaxAttempts:%d MaxBackoff:%s}",
+		c.Bucket, c.Prefix, c.Endpoint, c.Region, c.AccessKeyID, secret, c.PathStyle, c.PartSize, c.Concurrency, c.MaxAttempts, c.MaxBackoff)
 }
 
 // GoString keeps %#v from printing the secret access key either.
@@ -83,6 +92,27 @@ func (c S3Config) FromEnvPrefix(prefix string) (S3Config, error) {
 	set(&c.Region, "REGION")
 	set(&c.AccessKeyID, "ACCESS_KEY_ID")
 	set(&c.SecretAccessKey, "SECRET_ACCESS_KEY")
+	if v := os.Getenv(prefix + "PART_SIZE_MIB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < MinPartSize>>20 || n > MaxPartSize>>20 {
+			return c, fmt.Errorf("%sPART_SIZE_MIB=%q: want a whole number of MiB from %d to %d", prefix, v, MinPartSize>>20, MaxPartSize>>20)
+		}
+		c.PartSize = n << 20
+	}
+	if v := os.Getenv(prefix + "CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxConcurrency {
+			return c, fmt.Errorf("%sCONCURRENCY=%q: want a number of parts from 1 to %d", prefix, v, MaxConcurrency)
+		}
+		c.Concurrency = n
+	}
+	if v := os.Getenv(prefix + "MAX_ATTEMPTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("%sMAX_ATTEMPTS=%q: want a number of attempts of at least 1", prefix, v)
+		}
+		c.MaxAttempts = n
+	}
 	if v := os.Getenv(prefix + "PATH_STYLE"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -124,8 +154,11 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if cfg.PartSize != 0 && (cfg.PartSize < MinPartSize || cfg.PartSize > MaxPartSize) {
 		return nil, fmt.Errorf("S3 artifact store: part size %d bytes is outside S3's limits of %d (5 MiB) to %d (5 GiB)", cfg.PartSize, MinPartSize, MaxPartSize)
 	}
-	if cfg.Concurrency < 0 {
-		return nil, fmt.Errorf("S3 artifact store: concurrency %d is negative", cfg.Concurrency)
+	if cfg.Concurrency < 0 || cfg.Concurrency > MaxConcurrency {
+		return nil, fmt.Errorf("S3 artifact store: upload concurrency %d is outside 1-%d", cfg.Concurrency, MaxConcurrency)
+	}
+	if cfg.MaxAttempts < 0 || cfg.MaxBackoff < 0 {
+		return nil, fmt.Errorf("S3 artifact store: retry attempts %d and backoff %s must not be negative", cfg.MaxAttempts, cfg.MaxBackoff)
 	}
 	prefix := strings.Trim(cfg.Prefix, "/")
 	if prefix != "" {
@@ -162,6 +195,19 @@ func NewS3Client(ctx context.Context, cfg S3Config) (*s3.Client, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.UsePathStyle = cfg.PathStyle
+		if cfg.MaxAttempts > 0 || cfg.MaxBackoff > 0 {
+			o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+				if cfg.MaxAttempts > 0 {
+					so.MaxAttempts = cfg.MaxAttempts
+				}
+				if cfg.MaxBackoff > 0 {
+					so.MaxBackoff = cfg.MaxBackoff
+				}
+				// The client-side retry budget (a token bucket) would end a long outage's retries early,
+				// which is what raising the attempts is for.
+				so.RateLimiter = ratelimit.None
+			})
+		}
 		// Objects uploaded in parts carry a composite checksum the SDK cannot check on download and
 		// says so on every read; blobs are verified against their SHA-256 address instead.
 		o.DisableLogOutputChecksumValidationSkipped = true

@@ -23,6 +23,8 @@ const (
 	MinPartSize  = 5 << 20
 	MaxPartSize  = 5 << 30
 	maxPartCount = 10_000
+	// MaxConcurrency bounds parts in flight per file; beyond a few dozen only memory and sockets grow.
+	MaxConcurrency = 64
 )
 
 // DefaultPartSize and DefaultConcurrency are what BenchmarkS3PartSize measured as fastest on the test
