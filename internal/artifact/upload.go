@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
@@ -164,6 +165,13 @@ func (s *S3) proven(ctx context.Context, head *s3.HeadObjectOutput, f *os.File, 
 	return other.sum == d.sum && other.s3Checksum() == got, nil
 }
 
+// unsignedPayload sends a part's bytes without a SigV4 payload hash (over plain HTTP the SDK would
+// otherwise read and hash every part once more before sending it, and the server hash it again): the
+// SHA-256 checksum header, which is signed, already makes the server check every byte.
+func unsignedPayload(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+}
+
 // upload stores the file at key, every byte checked by the server against the digests of the hashing
 // pass: a file rewritten since then fails the upload instead of leaving other bytes at its address.
 func (s *S3) upload(ctx context.Context, key string, body io.ReaderAt, d fileDigests) error {
@@ -178,7 +186,7 @@ func (s *S3) upload(ctx context.Context, key string, body io.ReaderAt, d fileDig
 			ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 			ChecksumSHA256:    aws.String(d.s3Checksum()),
 			Metadata:          meta,
-		})
+		}, unsignedPayload)
 		return err
 	}
 	up, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
@@ -213,7 +221,7 @@ func (s *S3) upload(ctx context.Context, key string, body io.ReaderAt, d fileDig
 				ContentLength:     aws.Int64(n),
 				ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
 				ChecksumSHA256:    aws.String(sum),
-			})
+			}, unsignedPayload)
 			if err != nil {
 				return fmt.Errorf("part %d of %d: %w", i+1, len(d.parts), err)
 			}
