@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -101,5 +102,57 @@ func waitManifest(t *testing.T, h *harness, model string, version int) artifact.
 			t.Fatalf("no manifest for %s v%d: %v", model, version, err)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// Ctrl-C during `starter register` aborts the multipart upload in flight instead of leaving its parts on
+// the server (the abort used to run with the cancelled context, and failed).
+func TestStarterInterruptedAbortsUpload(t *testing.T) {
+	h := newHarness(t)
+	run := filepath.Join(h.dir, "run")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeRandomFile(t, filepath.Join(run, "model.bin"), 256<<20)
+	ctx := context.Background()
+	client := h.store.(*artifact.S3).Client()
+	unfinished := func() int {
+		t.Helper()
+		out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(h.bucket)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(out.Uploads)
+	}
+	// Small parts one at a time, so the upload is surely in flight when the signal comes.
+	cmd := exec.Command(bins.starter, "register", "--model", "interrupted", "--dir", run, "--part-size-mib", "5", "--upload-concurrency", "1")
+	cmd.Env = h.env
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for unfinished() == 0 {
+		select {
+		case err := <-exited:
+			t.Fatalf("the starter ended before its upload could be interrupted: %v\n%s\n%s", err, out.String(), errOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no multipart upload started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err == nil {
+		t.Fatalf("an interrupted register succeeded: %s", out.String())
+	}
+	if n := unfinished(); n != 0 {
+		t.Fatalf("an interrupted register left %d unfinished multipart uploads\nstderr: %s", n, errOut.String())
 	}
 }

@@ -202,7 +202,7 @@ func (s *S3) upload(ctx context.Context, key string, body io.ReaderAt, d fileDig
 	abort := func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 		defer cancel()
-		_, _ = s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: up.UploadId})
+		s.abortUpload(actx, key, up.UploadId)
 	}
 	completed := make([]types.CompletedPart, len(d.parts))
 	g, gctx := errgroup.WithContext(ctx)
@@ -244,4 +244,27 @@ func (s *S3) upload(ctx context.Context, key string, body io.ReaderAt, d fileDig
 		return err
 	}
 	return nil
+}
+
+// abortUpload aborts one multipart upload until the server no longer knows it. A part whose request was
+// cancelled on this side may still be being written on the server's, and may survive an abort that
+// arrives meanwhile (S3 documents this): so the abort is repeated until listing the upload's parts says
+// there is no such upload, or ctx ends.
+func (s *S3) abortUpload(ctx context.Context, key string, uploadID *string) {
+	gone := func(err error) bool { return isNotFound(err) || apiCode(err) == "NoSuchUpload" }
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		_, err := s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: uploadID})
+		if err != nil && gone(err) {
+			return
+		}
+		_, err = s.client.ListParts(ctx, &s3.ListPartsInput{Bucket: &s.bucket, Key: &key, UploadId: uploadID, MaxParts: aws.Int32(1)})
+		if gone(err) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
