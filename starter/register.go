@@ -52,7 +52,10 @@ derived from the files, metrics, params and source run) returns the same version
 			if (dir == "") == (source == "") {
 				return errors.New("give exactly one of --dir DIR or --source s3://bucket/prefix")
 			}
-			var err error
+			var (
+				err     error
+				entries []artifact.FileEntry // the uploaded files, however they travel
+			)
 			if metricsFile != "" {
 				if req.Metrics, err = readMetrics(metricsFile); err != nil {
 					return err
@@ -83,8 +86,7 @@ derived from the files, metrics, params and source run) returns the same version
 				if err != nil {
 					return err
 				}
-				entries, err := a.upload(ctx, store, files)
-				if err != nil {
+				if entries, err = a.upload(ctx, store, files); err != nil {
 					return err
 				}
 				if len(entries) > workflows.MaxInlineFiles {
@@ -94,15 +96,10 @@ derived from the files, metrics, params and source run) returns the same version
 				} else {
 					req.Source.Files = entries
 				}
-				if key == "" {
-					req.IdempotencyKey = contentKeyFiles(req, entries)
-				}
 			}
+			req.IdempotencyKey = key
 			if req.IdempotencyKey == "" {
-				req.IdempotencyKey = key
-			}
-			if req.IdempotencyKey == "" {
-				req.IdempotencyKey = contentKey(req)
+				req.IdempotencyKey = contentKeyFiles(req, entries)
 			}
 			if err := req.Validate(); err != nil {
 				return err
