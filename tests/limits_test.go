@@ -55,6 +55,10 @@ func TestRegisterManyFilesByListing(t *testing.T) {
 	if d.State.Files != n || d.Request.Source.Listing == nil || d.Request.Source.Listing.Count != n || len(d.Request.Source.Files) != 0 {
 		t.Fatalf("version 1: %d files, request source %+v; want %d files registered by listing", d.State.Files, d.Request.Source.Listing, n)
 	}
+	for i := 1; i < len(d.State.History); i++ {
+		c := d.State.History[i]
+		t.Logf("%s -> %s after %s", c.From, c.To, c.At.Sub(d.State.History[i-1].At).Round(time.Second))
+	}
 	m, digest, err := h.store.GetManifest(context.Background(), "many", 1)
 	if err != nil || len(m.Files) != n || digest != d.State.ManifestDigest {
 		t.Fatalf("manifest: %d files, digest %s, %v; want %d files, digest %s", len(m.Files), digest, err, n, d.State.ManifestDigest)
