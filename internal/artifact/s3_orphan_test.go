@@ -137,3 +137,48 @@ func TestS3ChangedSourceNeverDeletesStoredBlob(t *testing.T) {
 		t.Fatalf("the blob another writer stored is gone or damaged: %v", err)
 	}
 }
+
+// A blob uploaded in parts of another size (the part size is a setting) is still recognised from its
+// composite checksum, and not uploaded again; a blob of the right size whose bytes are wrong is replaced.
+func TestS3DedupAcrossPartSizes(t *testing.T) {
+	srv := testenv.S3(t)
+	ctx := context.Background()
+	a := newS3HarnessCfg(t, srv, S3Config{PartSize: 5 << 20, Concurrency: 2})
+	cfg := a.cfg
+	cfg.PartSize = 6 << 20
+	b, err := NewS3(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := randomBytes(12<<20, 14)
+	path := writeTemp(t, content)
+	e, err := a.PutFile(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := a.blobKey(e.SHA256)
+	etag := func() string {
+		t.Helper()
+		h, err := a.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(a.Bucket()), Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(h.ETag)
+	}
+	before := etag()
+	if _, err := b.PutFile(ctx, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after := etag(); after != before {
+		t.Fatalf("a blob stored in 5 MiB parts was uploaded again by a store with 6 MiB parts (ETag %s -> %s)", before, after)
+	}
+	corrupt := bytes.Clone(content)
+	corrupt[7<<20] ^= 0x80
+	a.overwriteBlob(t, e.SHA256, corrupt)
+	if _, err := b.PutFile(ctx, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.VerifyBlob(ctx, e, nil); err != nil {
+		t.Fatalf("a corrupt blob of the right size was kept: %v", err)
+	}
+}
