@@ -50,10 +50,10 @@ func TestStarterRidesOutStoreOutage(t *testing.T) {
 
 // A 5 GiB file registers against the tests' S3 server (versitygw): with the SDK's fixed 5 MiB parts it
 // took 1,024 parts. Sparse, so it costs no disk on the client side; the server stores it whole, so the
-// test wants ~11 GiB free and takes minutes: it runs with MODELREG_TEST_5GIB=1 (CONTRIBUTING.md).
+// test wants ~11 GiB free and takes over a minute: it runs with MODELREG_TEST_5GIB=1 (CONTRIBUTING.md).
 func TestRegisterFiveGiBFile(t *testing.T) {
 	if os.Getenv("MODELREG_TEST_5GIB") != "1" {
-		t.Skip("set MODELREG_TEST_5GIB=1 to register a 5 GiB file (takes minutes, needs ~11 GiB of free disk)")
+		t.Skip("set MODELREG_TEST_5GIB=1 to register a 5 GiB file (takes over a minute, needs ~11 GiB of free disk)")
 	}
 	h := newHarness(t)
 	run := filepath.Join(h.dir, "run")
