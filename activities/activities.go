@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -21,6 +22,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
@@ -109,6 +111,9 @@ type StoreArtifactsInput struct {
 	Version   int                  `json:"version"`
 	SourceURI string               `json:"sourceUri,omitempty"`
 	Files     []artifact.FileEntry `json:"files,omitempty"`
+	// Listing names the version's file list stored as a blob. When the workflow gives neither a source
+	// URI, files nor a listing, StoreArtifacts asks the version's workflow for its request's listing.
+	Listing *artifact.ListingRef `json:"listing,omitempty"`
 }
 
 // StoreArtifactsResult says where the version's manifest is.
@@ -138,20 +143,25 @@ func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput)
 		}
 		files = imported
 	default:
-		for _, f := range files {
-			size, err := a.Store.StatBlob(ctx, f.SHA256)
-			if errors.Is(err, artifact.ErrNotFound) {
-				return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("file %q (sha256 %s) was never uploaded to the artifact store", f.Path, f.SHA256), ErrTypeBadSource, err)
+		ref := in.Listing
+		if ref == nil && len(files) == 0 {
+			var err error
+			if ref, err = a.requestListing(ctx); err != nil {
+				return StoreArtifactsResult{}, err
+			}
+		}
+		if ref != nil {
+			listed, err := artifact.ReadListing(ctx, a.Store, *ref)
+			if errors.Is(err, artifact.ErrBadListing) {
+				return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadSource, err)
 			}
 			if err != nil {
 				return StoreArtifactsResult{}, err
 			}
-			if size != f.Size {
-				return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("file %q: stored blob has %d bytes, registration says %d", f.Path, size, f.Size), ErrTypeBadSource, nil)
-			}
-			activity.RecordHeartbeat(ctx)
+			files = listed
+		}
+		if err := a.checkUploaded(ctx, files); err != nil {
+			return StoreArtifactsResult{}, err
 		}
 	}
 	if len(files) == 0 {
@@ -189,6 +199,69 @@ func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput)
 		total += f.Size
 	}
 	return StoreArtifactsResult{ManifestURI: uri, ManifestDigest: digest, Files: len(files), TotalBytes: total}, nil
+}
+
+// statConcurrency is how many blobs checkUploaded stats at once: a listing of 100,000 files checked one
+// request at a time would take minutes of round trips.
+const statConcurrency = 16
+
+// checkUploaded checks that every file's blob is stored with the registered size.
+func (a *Activities) checkUploaded(ctx context.Context, files []artifact.FileEntry) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(statConcurrency)
+	var checked atomic.Int64
+	for _, f := range files {
+		g.Go(func() error {
+			size, err := a.Store.StatBlob(gctx, f.SHA256)
+			if errors.Is(err, artifact.ErrNotFound) {
+				return temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("file %q (sha256 %s) was never uploaded to the artifact store", f.Path, f.SHA256), ErrTypeBadSource, err)
+			}
+			if err != nil {
+				return err
+			}
+			if size != f.Size {
+				return temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("file %q: stored blob has %d bytes, registration says %d", f.Path, size, f.Size), ErrTypeBadSource, nil)
+			}
+			if checked.Add(1)%256 == 0 {
+				activity.RecordHeartbeat(gctx)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// describeQuery is workflows.QueryDescribe (this package cannot import workflows).
+const describeQuery = "describe"
+
+// requestListing asks the version's workflow (the one running this activity) for its registration's
+// source.listing. The workflow hands StoreArtifacts the source's URI and files but not the listing,
+// and the request is in the workflow's input, which only the workflow itself can tell.
+func (a *Activities) requestListing(ctx context.Context) (*artifact.ListingRef, error) {
+	if a.Temporal == nil {
+		return nil, temporal.NewNonRetryableApplicationError("the version has no artifact files", ErrTypeBadSource, nil)
+	}
+	wf := activity.GetInfo(ctx).WorkflowExecution
+	v, err := a.Temporal.QueryWorkflow(ctx, wf.ID, wf.RunID, describeQuery)
+	if err != nil {
+		return nil, fmt.Errorf("ask workflow %s for its request's listing: %w", wf.ID, err)
+	}
+	var d struct {
+		Request struct {
+			Source struct {
+				Listing *artifact.ListingRef `json:"listing"`
+			} `json:"source"`
+		} `json:"request"`
+	}
+	if err := v.Get(&d); err != nil {
+		return nil, fmt.Errorf("ask workflow %s for its request's listing: %w", wf.ID, err)
+	}
+	if d.Request.Source.Listing == nil {
+		return nil, temporal.NewNonRetryableApplicationError("the version has no artifact files", ErrTypeBadSource, nil)
+	}
+	return d.Request.Source.Listing, nil
 }
 
 func (a *Activities) versionCreatedAt(ctx context.Context, model string, version int) (time.Time, error) {

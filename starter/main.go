@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,13 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// starterS3Attempts and starterS3MaxBackoff retry each S3 request for two to three minutes (jittered
+// exponential backoff), about what the worker's store activity allows an attempt.
+const (
+	starterS3Attempts   = 20
+	starterS3MaxBackoff = 20 * time.Second
+)
 
 type app struct {
 	cfg    config.Config
@@ -54,6 +62,14 @@ func newRoot() *cobra.Command {
 			}
 			// The starter uses a registry; only `worker --dev` creates the embedded default's files.
 			a.cfg.MustExist = true
+			// The worker rides out a store outage on its activities' retries; the starter has only the
+			// SDK's, whose defaults give up within a second.
+			if a.cfg.S3.MaxAttempts == 0 {
+				a.cfg.S3.MaxAttempts = starterS3Attempts
+			}
+			if a.cfg.S3.MaxBackoff == 0 {
+				a.cfg.S3.MaxBackoff = starterS3MaxBackoff
+			}
 			return nil
 		},
 	}

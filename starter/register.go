@@ -12,11 +12,13 @@ import (
 	"os/user"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/names"
@@ -28,6 +30,8 @@ func (a *app) registerCmd() *cobra.Command {
 		model, dir, source, metricsFile, sourceRun, key, by string
 		params                                              []string
 		wait                                                bool
+		partSizeMiB                                         int64
+		concurrency                                         int
 	)
 	cmd := &cobra.Command{
 		Use:   "register --model NAME (--dir DIR | --source s3://bucket/prefix) [flags]",
@@ -38,6 +42,9 @@ copies the objects under an s3:// prefix instead. Retrying with the same --idemp
 derived from the files, metrics, params and source run) returns the same version.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if err := a.cfg.SetUpload(partSizeMiB, concurrency); err != nil {
+				return err
+			}
 			req := workflows.RegisterRequest{SchemaVersion: workflows.SchemaVersion, Model: model, SourceRun: sourceRun, RegisteredBy: by}
 			if err := names.ValidateModel(model); err != nil {
 				return err
@@ -45,7 +52,10 @@ derived from the files, metrics, params and source run) returns the same version
 			if (dir == "") == (source == "") {
 				return errors.New("give exactly one of --dir DIR or --source s3://bucket/prefix")
 			}
-			var err error
+			var (
+				err     error
+				entries []artifact.FileEntry // the uploaded files, however they travel
+			)
 			if metricsFile != "" {
 				if req.Metrics, err = readMetrics(metricsFile); err != nil {
 					return err
@@ -63,18 +73,33 @@ derived from the files, metrics, params and source run) returns the same version
 				}
 				req.Source.URI = source
 			} else {
-				// Everything that can be refused is checked before a byte is uploaded.
+				// Everything that can be refused is checked before a byte is uploaded: the directory, and
+				// the request's shape and size with the digests still to be computed.
 				files, err := artifact.ScanDir(dir)
 				if err != nil {
 					return err
 				}
-				if req.Source.Files, err = a.upload(ctx, files); err != nil {
+				if err := preflight(req, key, files); err != nil {
 					return err
+				}
+				store, err := a.cfg.OpenStore(ctx)
+				if err != nil {
+					return err
+				}
+				if entries, err = a.upload(ctx, store, files); err != nil {
+					return err
+				}
+				if len(entries) > workflows.MaxInlineFiles {
+					if req.Source.Listing, err = a.uploadListing(ctx, store, entries); err != nil {
+						return err
+					}
+				} else {
+					req.Source.Files = entries
 				}
 			}
 			req.IdempotencyKey = key
 			if req.IdempotencyKey == "" {
-				req.IdempotencyKey = contentKey(req)
+				req.IdempotencyKey = contentKeyFiles(req, entries)
 			}
 			if err := req.Validate(); err != nil {
 				return err
@@ -113,6 +138,8 @@ derived from the files, metrics, params and source run) returns the same version
 	f.StringVar(&key, "idempotency-key", "", "retry key: the same key always returns the same version")
 	f.StringVar(&by, "registered-by", "", "who registers (default: the current user)")
 	f.BoolVar(&wait, "wait", false, "follow the version until it waits for approval or ends")
+	f.Int64Var(&partSizeMiB, "part-size-mib", 0, fmt.Sprintf("S3 multipart part size in MiB (default $MODELREG_S3_PART_SIZE_MIB or %d)", artifact.DefaultPartSize>>20))
+	f.IntVar(&concurrency, "upload-concurrency", 0, fmt.Sprintf("parts of one file uploaded at once (default $MODELREG_S3_CONCURRENCY or %d)", artifact.DefaultConcurrency))
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -126,6 +153,10 @@ func currentUser() string {
 
 // readMetrics reads a JSON object of finite numbers.
 func readMetrics(path string) (map[string]float64, error) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && fi.Size() > maxMetricsFileBytes {
+		return nil, fmt.Errorf("metrics file %s is %d bytes, more than a request may hold (%d bytes; at most %d metrics)",
+			path, fi.Size(), maxMetricsFileBytes, workflows.MaxMetrics)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("metrics file: %w", err)
@@ -193,11 +224,37 @@ func parseParams(kvs []string) (map[string]string, error) {
 	return out, nil
 }
 
+// maxMetricsFileBytes refuses a metrics file that could not fit in a request before reading all of it.
+const maxMetricsFileBytes = workflows.MaxRequestBytes
+
+// preflight validates the request that uploading files will produce, with placeholder digests of the
+// same length, so that a request Temporal would refuse (too many inline files, too large) is refused
+// before anything is uploaded.
+func preflight(req workflows.RegisterRequest, key string, files []artifact.LocalFile) error {
+	placeholder := strings.Repeat("0", 64)
+	if len(files) > workflows.MaxInlineFiles {
+		req.Source.Listing = &artifact.ListingRef{SHA256: placeholder, Count: len(files)}
+	} else {
+		for _, f := range files {
+			req.Source.Files = append(req.Source.Files, artifact.FileEntry{Path: f.Path, Size: f.Size, SHA256: placeholder})
+		}
+	}
+	req.IdempotencyKey = key
+	if key == "" {
+		req.IdempotencyKey = contentKey(workflows.RegisterRequest{})
+	}
+	return req.Validate()
+}
+
 // contentKey derives an idempotency key from what is registered, so re-running the same training job's
 // registration returns its version instead of minting a duplicate.
-func contentKey(r workflows.RegisterRequest) string {
+func contentKey(r workflows.RegisterRequest) string { return contentKeyFiles(r, r.Source.Files) }
+
+// contentKeyFiles is contentKey over the given files, which a request with a listing does not carry; the
+// key of a set of files is the same whether they travel inline or in a listing.
+func contentKeyFiles(r workflows.RegisterRequest, listed []artifact.FileEntry) string {
 	h := sha256.New()
-	files := append([]artifact.FileEntry(nil), r.Source.Files...)
+	files := append([]artifact.FileEntry(nil), listed...)
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	b, _ := json.Marshal(struct {
 		M  string
@@ -211,32 +268,62 @@ func contentKey(r workflows.RegisterRequest) string {
 	return "content-" + hex.EncodeToString(h.Sum(nil))[:40]
 }
 
-func (a *app) upload(ctx context.Context, files []artifact.LocalFile) ([]artifact.FileEntry, error) {
-	store, err := a.cfg.OpenStore(ctx)
-	if err != nil {
-		return nil, err
-	}
+// uploadConcurrency is how many files are uploaded at once: a version of many small files is bound by
+// round trips, not bandwidth (a large file's parts go up in parallel as well, see artifact.S3Config).
+const uploadConcurrency = 8
+
+func (a *app) upload(ctx context.Context, store artifact.Store, files []artifact.LocalFile) ([]artifact.FileEntry, error) {
 	var total int64
 	for _, f := range files {
 		total += f.Size
 	}
 	p := newProgress(a.errOut, total)
-	out := make([]artifact.FileEntry, 0, len(files))
-	var done int64
-	for _, f := range files {
-		base := done
-		e, err := store.PutFile(ctx, f.Abs, func(n int64) { p.update(f.Path, base+n) })
-		if err != nil {
-			p.finish()
-			return nil, fmt.Errorf("upload %s: %w", f.Path, err)
-		}
-		e.Path = f.Path
-		out = append(out, e)
-		done += f.Size
-		p.update(f.Path, done)
+	defer p.finish()
+	out := make([]artifact.FileEntry, len(files))
+	var (
+		mu   sync.Mutex
+		done int64 // bytes of the files finished
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(uploadConcurrency)
+	for i, f := range files {
+		g.Go(func() error {
+			e, err := store.PutFile(gctx, f.Abs, func(n int64) {
+				mu.Lock()
+				defer mu.Unlock()
+				// PutFile counts hashing and storing, up to twice the size.
+				p.update(f.Path, done+n/2)
+			})
+			if err != nil {
+				return fmt.Errorf("upload %s: %w", f.Path, err)
+			}
+			e.Path = f.Path
+			out[i] = e
+			mu.Lock()
+			done += f.Size
+			p.update(f.Path, done)
+			mu.Unlock()
+			return nil
+		})
 	}
-	p.finish()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// uploadListing stores the file list as a blob and returns the reference to register instead of it.
+func (a *app) uploadListing(ctx context.Context, store artifact.Store, files []artifact.FileEntry) (*artifact.ListingRef, error) {
+	path, err := artifact.WriteListingFile("", files)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(path)
+	e, err := store.PutFile(ctx, path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("upload the file listing: %w", err)
+	}
+	return &artifact.ListingRef{SHA256: e.SHA256, Count: len(files)}, nil
 }
 
 func (a *app) register(ctx context.Context, req workflows.RegisterRequest) (workflows.RegisterResult, error) {

@@ -234,3 +234,19 @@ func TestContentKey(t *testing.T) {
 		t.Errorf("two s3 sources give the same key")
 	}
 }
+
+// The default idempotency key names the files, not how they travel: a directory registered with its
+// files inline and again (by a newer starter, or above the inline limit) with a listing is one version.
+func TestContentKeySameForInlineAndListing(t *testing.T) {
+	files := []artifact.FileEntry{{Path: "b.bin", Size: 2, SHA256: strings.Repeat("b", 64)}, {Path: "a.bin", Size: 1, SHA256: strings.Repeat("a", 64)}}
+	inline := workflows.RegisterRequest{Model: "fraud", Source: workflows.ArtifactSource{Files: files}, SourceRun: "r"}
+	listed := workflows.RegisterRequest{Model: "fraud", Source: workflows.ArtifactSource{Listing: &artifact.ListingRef{SHA256: strings.Repeat("c", 64), Count: 2}}, SourceRun: "r"}
+	if a, b := contentKey(inline), contentKeyFiles(listed, files); a != b {
+		t.Fatalf("key with the files inline %s, with a listing %s", a, b)
+	}
+	other := append([]artifact.FileEntry(nil), files...)
+	other[0].SHA256 = strings.Repeat("d", 64)
+	if contentKeyFiles(listed, other) == contentKey(inline) {
+		t.Fatal("other files gave the same key")
+	}
+}

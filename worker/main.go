@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/modelreg/modelreg/activities"
+	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/config"
 	"github.com/modelreg/modelreg/internal/devserver"
 )
@@ -38,6 +39,10 @@ func run(logger *slog.Logger) error {
 	devPort := flag.Int("dev-port", 7233, "with --dev: the Temporal frontend port")
 	uiPort := flag.Int("ui-port", 8233, "with --dev: the Temporal Web UI port")
 	headless := flag.Bool("headless", false, "with --dev: no Web UI")
+	tempBase := flag.String("temp-dir", filepath.Join(os.TempDir(), "modelreg-import"),
+		"where files imported from s3:// sources are staged; each worker has its own subdirectory, and the subdirectories of dead workers are removed at start")
+	partSizeMiB := flag.Int64("part-size-mib", 0, fmt.Sprintf("S3 multipart part size in MiB for imports (default $MODELREG_S3_PART_SIZE_MIB or %d)", artifact.DefaultPartSize>>20))
+	concurrency := flag.Int("upload-concurrency", 0, fmt.Sprintf("parts of one file uploaded at once (default $MODELREG_S3_CONCURRENCY or %d)", artifact.DefaultConcurrency))
 	flag.Parse()
 
 	if *dataDir != "" {
@@ -45,6 +50,9 @@ func run(logger *slog.Logger) error {
 	}
 	cfg, err := config.FromEnv()
 	if err != nil {
+		return err
+	}
+	if err := cfg.SetUpload(*partSizeMiB, *concurrency); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -88,11 +96,11 @@ func run(logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("s3 source client: %w", err)
 	}
-	tmp, err := os.MkdirTemp("", "modelreg-import-")
+	tmp, err := claimTempDir(*tempBase, logger)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer tmp.Release()
 
 	c, err := dialRetry(ctx, cfg, logger)
 	if err != nil {
@@ -101,7 +109,7 @@ func run(logger *slog.Logger) error {
 	defer c.Close()
 
 	acts := &activities.Activities{
-		Catalog: cat, Store: store, SourceS3: src, Temporal: c, TempDir: tmp,
+		Catalog: cat, Store: store, SourceS3: src, Temporal: c, TempDir: tmp.Path,
 		HTTP:          &http.Client{Timeout: 15 * time.Second},
 		WebhookSecret: []byte(cfg.WebhookSecret),
 	}

@@ -5,6 +5,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -78,13 +79,35 @@ func VersionWorkflowID(model string, version int) string {
 	return fmt.Sprintf("model/%s/v%d", model, version)
 }
 
-// ArtifactSource says where a version's files come from: exactly one of URI or Files.
+// ArtifactSource says where a version's files come from: exactly one of URI, Files or Listing.
 type ArtifactSource struct {
 	// URI is an s3://bucket/prefix whose objects are imported (copied into content-addressed blobs).
 	URI string `json:"uri,omitempty"`
-	// Files are blobs already uploaded to the registry's store (what `starter register DIR` does).
+	// Files are blobs already uploaded to the registry's store (what `starter register DIR` does), at
+	// most MaxInlineFiles of them.
 	Files []artifact.FileEntry `json:"files,omitempty"`
+	// Listing names a list of such files stored as a blob in the registry's store, for versions of more
+	// than MaxInlineFiles files: the list itself never travels through Temporal.
+	Listing *artifact.ListingRef `json:"listing,omitempty"`
 }
+
+// Limits of a RegisterRequest (README: "Request limits"). The request travels through Temporal as an
+// update and as the version workflow's input, which Temporal refuses above 2 MB (and warns about above
+// 512 KB); these bounds keep every request well below that and are checked before anything is uploaded.
+const (
+	// MaxInlineFiles is the most files source.files may list; more go by reference (source.listing).
+	MaxInlineFiles = 1000
+	// MaxListingFiles is the most files a version may have.
+	MaxListingFiles = artifact.MaxListingFiles
+	// MaxMetrics and MaxParams bound the number of metrics and params.
+	MaxMetrics = 1000
+	MaxParams  = 1000
+	// MaxRequestBytes bounds the whole request encoded as JSON.
+	MaxRequestBytes = 256 << 10
+	// MaxActorBytes bounds registeredBy; MaxSourceRunBytes bounds sourceRun.
+	MaxActorBytes     = 200
+	MaxSourceRunBytes = 1024
+)
 
 // RegisterRequest is the input of the register update on ModelWorkflow.
 type RegisterRequest struct {
@@ -112,8 +135,14 @@ func (r RegisterRequest) Validate() error {
 	if !keyRe.MatchString(r.IdempotencyKey) {
 		return fmt.Errorf("idempotencyKey %q must be 1-200 characters from A-Z a-z 0-9 . _ : / @ + = -", r.IdempotencyKey)
 	}
+	if len(r.Metrics) > MaxMetrics {
+		return fmt.Errorf("metrics: %d metrics, at most %d are allowed", len(r.Metrics), MaxMetrics)
+	}
 	if err := ValidateMetrics(r.Metrics); err != nil {
 		return err
+	}
+	if len(r.Params) > MaxParams {
+		return fmt.Errorf("params: %d params, at most %d are allowed", len(r.Params), MaxParams)
 	}
 	// Sorted, so the first problem reported is the same on every run (workflowcheck: no map iteration).
 	//workflowcheck:ignore
@@ -122,15 +151,22 @@ func (r RegisterRequest) Validate() error {
 			return fmt.Errorf("param %q: names must be 1-200 bytes and values at most 4096 bytes", k)
 		}
 	}
-	if len(r.SourceRun) > 1024 || len(r.RegisteredBy) > 200 {
-		return errors.New("sourceRun (max 1024 bytes) or registeredBy (max 200 bytes) is too long")
+	if len(r.SourceRun) > MaxSourceRunBytes || len(r.RegisteredBy) > MaxActorBytes {
+		return fmt.Errorf("sourceRun (max %d bytes) or registeredBy (max %d bytes) is too long", MaxSourceRunBytes, MaxActorBytes)
 	}
-	hasURI, hasFiles := r.Source.URI != "", len(r.Source.Files) > 0
+	hasURI, hasFiles, hasListing := r.Source.URI != "", len(r.Source.Files) > 0, r.Source.Listing != nil
 	switch {
-	case hasURI && hasFiles:
-		return errors.New("source: give either uri or files, not both")
-	case !hasURI && !hasFiles:
-		return errors.New("source: no artifacts (give source.uri = s3://bucket/prefix or source.files)")
+	case hasURI && hasFiles, hasURI && hasListing, hasFiles && hasListing:
+		return errors.New("source: give exactly one of uri, files or listing")
+	case !hasURI && !hasFiles && !hasListing:
+		return errors.New("source: no artifacts (give source.uri = s3://bucket/prefix, source.files or source.listing)")
+	case hasListing:
+		if err := r.Source.Listing.Validate(); err != nil {
+			return err
+		}
+	case len(r.Source.Files) > MaxInlineFiles:
+		return fmt.Errorf("source.files: %d files listed inline, at most %d are allowed: store the list as a listing blob and give source.listing = {sha256, count} instead (README: Request limits)",
+			len(r.Source.Files), MaxInlineFiles)
 	case hasURI:
 		// The worker imports the prefix with ParseS3URI: refuse here what it would refuse only after a
 		// version number was minted (s3://, s3:///x, a bucket with spaces).
@@ -160,6 +196,15 @@ func (r RegisterRequest) Validate() error {
 				}
 			}
 		}
+	}
+	// Last, so that a request refused for its size has no other problem to report first. Marshalling
+	// sorts map keys, so the figure is the same on every run.
+	b, err := json.Marshal(r) //workflowcheck:ignore
+	if err != nil {
+		return fmt.Errorf("request cannot be encoded as JSON: %w", err)
+	}
+	if len(b) > MaxRequestBytes {
+		return fmt.Errorf("request is %d bytes as JSON, at most %d are allowed (long params, metrics or paths; many files go in source.listing)", len(b), MaxRequestBytes)
 	}
 	return nil
 }
@@ -321,9 +366,9 @@ type RedeliverRequest struct {
 	SchemaVersion int `json:"schemaVersion"`
 }
 
-// Limits of what a message may carry (README, "Limits"): each is refused with a message naming it.
+// Limits of what a decision or rollback may carry (README, "Limits"), besides MaxActorBytes: each is
+// refused with a message naming it.
 const (
-	MaxActorBytes   = 200
 	MaxReasonBytes  = 4096
 	MaxCommentBytes = 4096
 )

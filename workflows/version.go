@@ -126,6 +126,7 @@ func (w *versionWF) storeAndValidate(ctx workflow.Context) (done bool, err error
 	var stored activities.StoreArtifactsResult
 	err = workflow.ExecuteActivity(sctx, a.StoreArtifacts, activities.StoreArtifactsInput{
 		Model: w.in.Model, Version: w.in.Version, SourceURI: w.in.Request.Source.URI, Files: w.in.Request.Source.Files,
+		Listing: w.in.Request.Source.Listing,
 	}).Get(ctx, &stored)
 	if err != nil {
 		reason := "artifacts could not be stored: " + rootMessage(err)

@@ -48,7 +48,8 @@ type Progress func(done int64)
 // Store is the content-addressed artifact store.
 type Store interface {
 	// PutFile stores the local file at localPath as a blob and returns its entry (Path left empty).
-	// It hashes the file first and does not upload it again when a blob of that digest and size exists.
+	// It hashes the file first and does not upload it again when the stored blob provably holds those
+	// bytes; a stored blob that does not (wrong size, corrupt, unprovable) is replaced, never deleted.
 	// Memory stays bounded whatever the file size.
 	PutFile(ctx context.Context, localPath string, progress Progress) (FileEntry, error)
 	// StatBlob returns the stored size of a blob, or an error wrapping ErrNotFound.

@@ -174,6 +174,50 @@ func runContract(t *testing.T, newStore func(t *testing.T) Store) {
 		}
 	})
 
+	t.Run("CorruptBlobOfRightSizeIsReplaced", func(t *testing.T) {
+		s := newStore(t)
+		bd := s.(backdoor)
+		content := randomBytes(70_000, 9)
+		e := putBytes(t, s, content)
+		corrupt := bytes.Clone(content)
+		corrupt[12345] ^= 0x01
+		bd.overwriteBlob(t, e.SHA256, corrupt)
+		if e2 := putBytes(t, s, content); e2 != e {
+			t.Fatalf("PutFile = %+v, want %+v", e2, e)
+		}
+		if err := s.VerifyBlob(ctx, e, nil); err != nil {
+			t.Fatalf("PutFile trusted a stored blob of the right size without checking its digest: %v", err)
+		}
+	})
+
+	t.Run("ReferencedBlobSurvivesSourceChangedDuringStore", func(t *testing.T) {
+		// Another writer (another version's registration) finishes storing the same content while this
+		// upload reads a file that is being rewritten: whatever this upload does, the other writer's
+		// blob, which a manifest may already reference, must stay intact.
+		s := newStore(t)
+		bd := s.(backdoor)
+		content := randomBytes(11<<20, 10)
+		path := writeTemp(t, content)
+		size := int64(len(content))
+		var once sync.Once
+		_, err := s.PutFile(ctx, path, func(d int64) {
+			if d > size {
+				once.Do(func() {
+					if err := os.WriteFile(path, randomBytes(len(content), 11), 0o644); err != nil {
+						t.Error(err)
+					}
+					bd.overwriteBlob(t, sha(content), content)
+				})
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), "changed while") {
+			t.Fatalf("PutFile of a file rewritten mid-store = %v, want a 'changed while' error", err)
+		}
+		if err := s.VerifyBlob(ctx, FileEntry{SHA256: sha(content), Size: size}, nil); err != nil {
+			t.Fatalf("the blob another writer stored is gone or damaged: %v", err)
+		}
+	})
+
 	t.Run("VerifyDetectsCorruption", func(t *testing.T) {
 		s := newStore(t)
 		bd := s.(backdoor)
@@ -452,7 +496,10 @@ func (h dirHarness) blobWriteStamp(t *testing.T, sum string) string {
 
 func (h dirHarness) overwriteBlob(t *testing.T, sum string, data []byte) {
 	p := h.blobPath(sum)
-	if err := os.Chmod(p, 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(p, data, 0o644); err != nil {

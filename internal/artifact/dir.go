@@ -95,7 +95,7 @@ func (d *Dir) ManifestURI(model string, version int) string {
 	return fileURI(d.manifestPath(model, version))
 }
 
-// PutFile implements Store. Progress counts the hashing pass and, when the blob is new, the copy pass
+// PutFile implements Store. Progress counts the hashing pass and, when the blob is stored, the copy pass
 // on top of it, so it ends at the file size for a deduplicated file and at twice the size otherwise.
 func (d *Dir) PutFile(ctx context.Context, localPath string, progress Progress) (FileEntry, error) {
 	f, _, err := openRegular(localPath)
@@ -109,8 +109,16 @@ func (d *Dir) PutFile(ctx context.Context, localPath string, progress Progress) 
 	}
 	entry := FileEntry{Size: size, SHA256: sum}
 	dst := d.blobPath(sum)
+	// A blob of the right size is not trusted blindly: a directory has no checksum of its own to prove
+	// the bytes, so they are hashed again, and a corrupt blob is replaced (by rename, never removed).
 	if fi, err := os.Stat(dst); err == nil && fi.Mode().IsRegular() && fi.Size() == size {
-		return entry, nil
+		err := d.VerifyBlob(ctx, entry, nil)
+		if err == nil {
+			return entry, nil
+		}
+		if !errors.Is(err, ErrDigestMismatch) && !errors.Is(err, ErrNotFound) {
+			return FileEntry{}, fmt.Errorf("check stored blob of %s: %w", localPath, err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return FileEntry{}, err

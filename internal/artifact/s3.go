@@ -11,12 +11,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -35,8 +37,14 @@ type S3Config struct {
 	AccessKeyID     string
 	SecretAccessKey string
 	PathStyle       bool
-	PartSize        int64 // multipart part size in bytes; 0 = SDK default (5 MiB), minimum 5 MiB
-	Concurrency     int   // parts uploaded in parallel; 0 = SDK default (5)
+	PartSize        int64 // multipart part size in bytes; 0 = DefaultPartSize; 5 MiB to 5 GiB
+	Concurrency     int   // parts uploaded in parallel; 0 = DefaultConcurrency
+	// MaxAttempts and MaxBackoff configure the SDK's retryer for transient errors (connection refused,
+	// 5xx, throttling): attempts per request, and the cap on the jittered exponential wait between them.
+	// 0 keeps the SDK's defaults (3 attempts, 20 s). A command with no Temporal retries behind it (the
+	// starter) raises them to ride out an outage the way the worker's activities do.
+	MaxAttempts int
+	MaxBackoff  time.Duration
 }
 
 // String describes c for logs with the secret access key redacted.
@@ -45,8 +53,8 @@ func (c S3Config) String() string {
 	if c.SecretAccessKey != "" {
 		secret = "REDACTED"
 	}
-	return fmt.Sprintf("{Bucket:%s Prefix:%s Endpoint:%s Region:%s AccessKeyID:%s SecretAccessKey:%s PathStyle:%t PartSize:%d Concurrency:%d}",
-		c.Bucket, c.Prefix, c.Endpoint, c.Region, c.AccessKeyID, secret, c.PathStyle, c.PartSize, c.Concurrency)
+	return fmt.Sprintf("{Bucket:%s Prefix:%s Endpoint:%s Region:%s AccessKeyID:%s SecretAccessKey:%s PathStyle:%t PartSize:%d Concurrency:%d MaxAttempts:%d MaxBackoff:%s}",
+		c.Bucket, c.Prefix, c.Endpoint, c.Region, c.AccessKeyID, secret, c.PathStyle, c.PartSize, c.Concurrency, c.MaxAttempts, c.MaxBackoff)
 }
 
 // GoString keeps %#v from printing the secret access key either.
@@ -84,6 +92,27 @@ func (c S3Config) FromEnvPrefix(prefix string) (S3Config, error) {
 	set(&c.Region, "REGION")
 	set(&c.AccessKeyID, "ACCESS_KEY_ID")
 	set(&c.SecretAccessKey, "SECRET_ACCESS_KEY")
+	if v := os.Getenv(prefix + "PART_SIZE_MIB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < MinPartSize>>20 || n > MaxPartSize>>20 {
+			return c, fmt.Errorf("%sPART_SIZE_MIB=%q: want a whole number of MiB from %d to %d", prefix, v, MinPartSize>>20, MaxPartSize>>20)
+		}
+		c.PartSize = n << 20
+	}
+	if v := os.Getenv(prefix + "CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxConcurrency {
+			return c, fmt.Errorf("%sCONCURRENCY=%q: want a number of parts from 1 to %d", prefix, v, MaxConcurrency)
+		}
+		c.Concurrency = n
+	}
+	if v := os.Getenv(prefix + "MAX_ATTEMPTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("%sMAX_ATTEMPTS=%q: want a number of attempts of at least 1", prefix, v)
+		}
+		c.MaxAttempts = n
+	}
 	if v := os.Getenv(prefix + "PATH_STYLE"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -100,11 +129,10 @@ func (c S3Config) FromEnvPrefix(prefix string) (S3Config, error) {
 // S3 is the S3 (or S3-compatible) backend. Key layout below the prefix is the same as Dir's:
 // blobs/sha256/<first2>/<hex>, manifests/<model>/v<N>/manifest.json and …/archived.
 type S3 struct {
-	client   *s3.Client
-	uploader *manager.Uploader
-	bucket   string
-	prefix   string // without leading or trailing slash
-	cfg      S3Config
+	client *s3.Client
+	bucket string
+	prefix string // without leading or trailing slash
+	cfg    S3Config
 }
 
 var _ Store = (*S3)(nil)
@@ -123,11 +151,14 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if (cfg.AccessKeyID == "") != (cfg.SecretAccessKey == "") {
 		return nil, fmt.Errorf("S3 artifact store: set both the access key ID and the secret access key, or neither to use the default credential chain")
 	}
-	if cfg.PartSize != 0 && cfg.PartSize < manager.MinUploadPartSize {
-		return nil, fmt.Errorf("S3 artifact store: part size %d is below the S3 minimum of %d bytes", cfg.PartSize, manager.MinUploadPartSize)
+	if cfg.PartSize != 0 && (cfg.PartSize < MinPartSize || cfg.PartSize > MaxPartSize) {
+		return nil, fmt.Errorf("S3 artifact store: part size %d bytes is outside S3's limits of %d (5 MiB) to %d (5 GiB)", cfg.PartSize, MinPartSize, MaxPartSize)
 	}
-	if cfg.Concurrency < 0 {
-		return nil, fmt.Errorf("S3 artifact store: concurrency %d is negative", cfg.Concurrency)
+	if cfg.Concurrency < 0 || cfg.Concurrency > MaxConcurrency {
+		return nil, fmt.Errorf("S3 artifact store: upload concurrency %d is outside 1-%d", cfg.Concurrency, MaxConcurrency)
+	}
+	if cfg.MaxAttempts < 0 || cfg.MaxBackoff < 0 {
+		return nil, fmt.Errorf("S3 artifact store: retry attempts %d and backoff %s must not be negative", cfg.MaxAttempts, cfg.MaxBackoff)
 	}
 	prefix := strings.Trim(cfg.Prefix, "/")
 	if prefix != "" {
@@ -164,24 +195,27 @@ func NewS3Client(ctx context.Context, cfg S3Config) (*s3.Client, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.UsePathStyle = cfg.PathStyle
+		if cfg.MaxAttempts > 0 || cfg.MaxBackoff > 0 {
+			o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+				if cfg.MaxAttempts > 0 {
+					so.MaxAttempts = cfg.MaxAttempts
+				}
+				if cfg.MaxBackoff > 0 {
+					so.MaxBackoff = cfg.MaxBackoff
+				}
+				// The client-side retry budget (a token bucket) would end a long outage's retries early,
+				// which is what raising the attempts is for.
+				so.RateLimiter = ratelimit.None
+			})
+		}
 		// Objects uploaded in parts carry a composite checksum the SDK cannot check on download and
 		// says so on every read; blobs are verified against their SHA-256 address instead.
 		o.DisableLogOutputChecksumValidationSkipped = true
 	}), nil
 }
 
-// setClient installs c and an uploader built on it (tests swap in an instrumented client).
-func (s *S3) setClient(c *s3.Client) {
-	s.client = c
-	s.uploader = manager.NewUploader(c, func(u *manager.Uploader) {
-		if s.cfg.PartSize > 0 {
-			u.PartSize = s.cfg.PartSize
-		}
-		if s.cfg.Concurrency > 0 {
-			u.Concurrency = s.cfg.Concurrency
-		}
-	})
-}
+// setClient installs c (tests swap in an instrumented client).
+func (s *S3) setClient(c *s3.Client) { s.client = c }
 
 // Client is the underlying S3 client (for importing from other buckets with the same credentials).
 func (s *S3) Client() *s3.Client { return s.client }
@@ -243,54 +277,57 @@ func (s *S3) ManifestURI(model string, version int) string {
 	return s.uri(s.versionKey(model, version, "manifest.json"))
 }
 
-// PutFile implements Store. The file is hashed in a first pass, then, unless a blob of that digest and
-// size exists, uploaded by the upload manager straight from the file: given an io.ReaderAt it reads each
-// part in place instead of buffering (concurrency+1)×part size, which is what keeps memory flat.
-// Progress counts the hashing pass and then the upload pass on top of it (ending at size for a
-// deduplicated file, 2×size otherwise).
+// PutFile implements Store. The file is hashed in a first pass, whole and per part, then, unless the
+// stored object provably holds these bytes (its server-computed SHA-256 checksum matches), uploaded
+// straight from the file with every part's digest sent along: the server refuses a part whose bytes
+// differ from what was hashed, so a file rewritten meanwhile fails the upload and nothing is ever
+// deleted. Parts are read in place through an io.ReaderAt, which keeps memory flat. Progress counts the
+// hashing pass and then the upload pass on top of it (ending at size for a deduplicated file, 2×size
+// otherwise).
 func (s *S3) PutFile(ctx context.Context, localPath string, progress Progress) (FileEntry, error) {
 	f, before, err := openRegular(localPath)
 	if err != nil {
 		return FileEntry{}, err
 	}
 	defer f.Close()
-	sum, size, err := hashLocalFile(ctx, f, progress)
+	d, err := hashFileParts(ctx, f, s.partPlan(before.Size()), progress)
 	if err != nil {
 		return FileEntry{}, err
 	}
-	entry := FileEntry{Size: size, SHA256: sum}
-	key := s.blobKey(sum)
-	// An earlier attempt cut off by an outage leaves its multipart upload behind (the uploader's own abort
-	// failed with the server unreachable), holding parts' storage forever; this attempt cleans it up.
-	if err := s.abortUploads(ctx, key); err != nil {
-		return FileEntry{}, err
+	size := d.size
+	entry := FileEntry{Size: size, SHA256: d.hex()}
+	key := s.blobKey(entry.SHA256)
+	// An earlier attempt cut off by an outage or a SIGKILL leaves its multipart upload behind, holding
+	// parts' storage forever; this attempt cleans it up. Files that fit in the smallest part never went
+	// up in parts.
+	if size > MinPartSize {
+		if err := s.abortUploads(ctx, key); err != nil {
+			return FileEntry{}, err
+		}
 	}
-	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key, ChecksumMode: types.ChecksumModeEnabled})
 	switch {
-	case err == nil && aws.ToInt64(head.ContentLength) == size:
-		return entry, nil
-	case err != nil && !isNotFound(err):
+	case err == nil:
+		ok, err := s.proven(ctx, head, f, d)
+		if err != nil {
+			return FileEntry{}, err
+		}
+		if ok {
+			return entry, nil
+		}
+	case !isNotFound(err):
 		return FileEntry{}, fmt.Errorf("check blob %s: %w", s.uri(key), err)
 	}
-	_, err = s.uploader.Upload(ctx, &s3.PutObjectInput{
-		Bucket:      &s.bucket,
-		Key:         &key,
-		Body:        newCoverageReaderAt(f, size, size, progress),
-		ContentType: aws.String("application/octet-stream"),
-		Metadata:    map[string]string{"sha256": sum},
-	})
-	if err != nil {
+	if err := s.upload(ctx, key, newCoverageReaderAt(f, size, size, progress), d); err != nil {
+		if apiCode(err) == "BadDigest" || apiCode(err) == "XAmzContentSHA256Mismatch" || apiCode(err) == "SignatureDoesNotMatch" {
+			return FileEntry{}, fmt.Errorf("%s changed while it was being uploaded to %s (the server refused bytes that differ from the hashed ones); store it again: %w", localPath, s.uri(key), err)
+		}
 		return FileEntry{}, fmt.Errorf("upload %s to %s: %w", localPath, s.uri(key), err)
 	}
-	// The upload reads the file again; if it was rewritten meanwhile, the object may not hold the bytes
-	// that were hashed. Check the stored bytes and remove them only if they are wrong, since a concurrent
-	// upload of the true content may have landed at the same address.
+	// The stored bytes are the hashed ones (the server checked them), but the caller is about to register
+	// a file whose content on disk is no longer what was stored.
 	after, err := f.Stat()
 	if err != nil || !sameFile(before, after) {
-		verr := s.VerifyBlob(ctx, entry, nil)
-		if errors.Is(verr, ErrDigestMismatch) {
-			_, _ = s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
-		}
 		return FileEntry{}, fmt.Errorf("%s changed while it was being uploaded to %s; store it again", localPath, s.uri(key))
 	}
 	return entry, nil

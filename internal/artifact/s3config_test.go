@@ -58,3 +58,46 @@ func TestNewS3Validation(t *testing.T) {
 		}
 	}
 }
+
+func TestS3ConfigUploadSettingsFromEnv(t *testing.T) {
+	t.Setenv("MODELREG_S3_PART_SIZE_MIB", "32")
+	t.Setenv("MODELREG_S3_CONCURRENCY", "6")
+	t.Setenv("MODELREG_S3_MAX_ATTEMPTS", "12")
+	c, err := S3Config{}.FromEnv()
+	if err != nil || c.PartSize != 32<<20 || c.Concurrency != 6 || c.MaxAttempts != 12 {
+		t.Fatalf("FromEnv = %+v, %v; want 32 MiB parts, 6 at a time, 12 attempts", c, err)
+	}
+	for name, v := range map[string]string{"PART_SIZE_MIB": "4", "CONCURRENCY": "0", "MAX_ATTEMPTS": "many"} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("MODELREG_S3_"+name, v)
+			if _, err := (S3Config{}).FromEnv(); err == nil || !strings.Contains(err.Error(), "MODELREG_S3_"+name) {
+				t.Fatalf("FromEnv with MODELREG_S3_%s=%s = %v, want an error naming the variable", name, v, err)
+			}
+		})
+	}
+	for name, cfg := range map[string]S3Config{
+		"huge parts":       {Bucket: "b", PartSize: 6 << 30},
+		"many in flight":   {Bucket: "b", Concurrency: 65},
+		"negative retries": {Bucket: "b", MaxAttempts: -1},
+	} {
+		if _, err := NewS3(context.Background(), cfg); err == nil {
+			t.Errorf("%s: NewS3 accepted %+v", name, cfg)
+		}
+	}
+}
+
+// A file too large for 10,000 parts of the configured size is cut into larger parts.
+func TestPartPlan(t *testing.T) {
+	s := &S3{cfg: S3Config{PartSize: 5 << 20}}
+	if got := s.partPlan(5 << 30); got != 5<<20 {
+		t.Fatalf("partPlan(5 GiB) with 5 MiB parts = %d", got)
+	}
+	const big = 100 << 30
+	ps := s.partPlan(big)
+	if n := (big + ps - 1) / ps; n > 10_000 || ps%(1<<20) != 0 {
+		t.Fatalf("partPlan(100 GiB) = %d bytes: %d parts", ps, n)
+	}
+	if got := (&S3{}).partPlan(1 << 30); got != DefaultPartSize {
+		t.Fatalf("partPlan with no part size = %d, want DefaultPartSize", got)
+	}
+}

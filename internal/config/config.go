@@ -259,6 +259,24 @@ func (c Config) OpenCatalog(ctx context.Context) (*catalog.Catalog, error) {
 	return cat, nil
 }
 
+// SetUpload applies the upload flags (part size in MiB, parts in flight per file; 0 leaves a setting
+// as the environment or the default has it) to the S3 store's configuration.
+func (c *Config) SetUpload(partSizeMiB int64, concurrency int) error {
+	if partSizeMiB != 0 {
+		if partSizeMiB < artifact.MinPartSize>>20 || partSizeMiB > artifact.MaxPartSize>>20 {
+			return fmt.Errorf("--part-size-mib %d: want %d to %d", partSizeMiB, artifact.MinPartSize>>20, artifact.MaxPartSize>>20)
+		}
+		c.S3.PartSize = partSizeMiB << 20
+	}
+	if concurrency != 0 {
+		if concurrency < 1 || concurrency > artifact.MaxConcurrency {
+			return fmt.Errorf("--upload-concurrency %d: want 1 to %d", concurrency, artifact.MaxConcurrency)
+		}
+		c.S3.Concurrency = concurrency
+	}
+	return nil
+}
+
 // OpenStore opens the artifact store: S3 when MODELREG_S3_BUCKET is set, else the directory.
 func (c Config) OpenStore(ctx context.Context) (artifact.Store, error) {
 	if c.S3.Bucket != "" {

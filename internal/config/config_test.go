@@ -196,3 +196,22 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+func TestSetUpload(t *testing.T) {
+	var c Config
+	if err := c.SetUpload(0, 0); err != nil || c.S3.PartSize != 0 || c.S3.Concurrency != 0 {
+		t.Fatalf("SetUpload(0, 0) = %v, %+v; want the settings left alone", err, c.S3)
+	}
+	if err := c.SetUpload(16, 3); err != nil || c.S3.PartSize != 16<<20 || c.S3.Concurrency != 3 {
+		t.Fatalf("SetUpload(16, 3) = %v, %+v", err, c.S3)
+	}
+	for _, bad := range []struct {
+		mib  int64
+		conc int
+		want string
+	}{{4, 0, "--part-size-mib 4"}, {5121, 0, "--part-size-mib 5121"}, {0, -1, "--upload-concurrency -1"}, {0, 65, "--upload-concurrency 65"}} {
+		if err := c.SetUpload(bad.mib, bad.conc); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("SetUpload(%d, %d) = %v, want an error naming %q", bad.mib, bad.conc, err, bad.want)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/modelreg/modelreg/internal/artifact"
+)
+
+func TestRegisterRequestLimits(t *testing.T) {
+	base := func() RegisterRequest {
+		return RegisterRequest{SchemaVersion: SchemaVersion, Model: "fraud", IdempotencyKey: "k",
+			Source: ArtifactSource{Files: []artifact.FileEntry{{Path: "model.bin", Size: 1, SHA256: strings.Repeat("a", 64)}}}}
+	}
+	files := func(n int) []artifact.FileEntry {
+		out := make([]artifact.FileEntry, n)
+		for i := range out {
+			out[i] = artifact.FileEntry{Path: fmt.Sprintf("f%05d", i), Size: 1, SHA256: fmt.Sprintf("%064x", i)}
+		}
+		return out
+	}
+	listing := &artifact.ListingRef{SHA256: strings.Repeat("b", 64), Count: 100_000}
+
+	good := map[string]func(r *RegisterRequest){
+		"inline files at the limit": func(r *RegisterRequest) { r.Source.Files = files(MaxInlineFiles) },
+		"listing":                   func(r *RegisterRequest) { r.Source.Files, r.Source.Listing = nil, listing },
+		"metrics at the limit": func(r *RegisterRequest) {
+			r.Metrics = map[string]float64{}
+			for i := range MaxMetrics {
+				r.Metrics[fmt.Sprintf("m%d", i)] = float64(i)
+			}
+		},
+	}
+	for name, mod := range good {
+		r := base()
+		mod(&r)
+		if err := r.Validate(); err != nil {
+			t.Errorf("%s: Validate = %v", name, err)
+		}
+	}
+
+	bad := map[string]struct {
+		mod  func(r *RegisterRequest)
+		want []string
+	}{
+		"too many inline files": {func(r *RegisterRequest) { r.Source.Files = files(MaxInlineFiles + 1) },
+			[]string{"1001 files listed inline", "at most 1000", "source.listing"}},
+		"20,001 inline files": {func(r *RegisterRequest) { r.Source.Files = files(20_001) }, []string{"20001 files listed inline"}},
+		"too many metrics": {func(r *RegisterRequest) {
+			r.Metrics = map[string]float64{}
+			for i := range MaxMetrics + 1 {
+				r.Metrics[fmt.Sprintf("m%d", i)] = 1
+			}
+		}, []string{"1001 metrics", "at most 1000"}},
+		"too many params": {func(r *RegisterRequest) {
+			r.Params = map[string]string{}
+			for i := range MaxParams + 1 {
+				r.Params[fmt.Sprintf("p%d", i)] = "v"
+			}
+		}, []string{"1001 params", "at most 1000"}},
+		"request too large": {func(r *RegisterRequest) {
+			r.Params = map[string]string{}
+			for i := range 100 {
+				r.Params[fmt.Sprintf("p%d", i)] = strings.Repeat("x", 4000)
+			}
+		}, []string{"bytes as JSON", fmt.Sprint(MaxRequestBytes)}},
+		"files and listing": {func(r *RegisterRequest) { r.Source.Listing = listing }, []string{"exactly one of uri, files or listing"}},
+		"uri and listing":   {func(r *RegisterRequest) { r.Source = ArtifactSource{URI: "s3://b/p", Listing: listing} }, []string{"exactly one"}},
+		"listing bad digest": {func(r *RegisterRequest) {
+			r.Source = ArtifactSource{Listing: &artifact.ListingRef{SHA256: "xyz", Count: 2}}
+		}, []string{"source.listing", "sha256"}},
+		"listing zero count": {func(r *RegisterRequest) {
+			r.Source = ArtifactSource{Listing: &artifact.ListingRef{SHA256: listing.SHA256}}
+		}, []string{"source.listing", "count 0"}},
+		"listing beyond limit": {func(r *RegisterRequest) {
+			r.Source = ArtifactSource{Listing: &artifact.ListingRef{SHA256: listing.SHA256, Count: MaxListingFiles + 1}}
+		}, []string{"source.listing", "count"}},
+	}
+	for name, c := range bad {
+		r := base()
+		c.mod(&r)
+		err := r.Validate()
+		if err == nil {
+			t.Errorf("%s: Validate accepted the request", name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: Validate = %q, want it to mention %q", name, err, w)
+			}
+		}
+	}
+}
