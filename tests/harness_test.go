@@ -79,12 +79,27 @@ type harness struct {
 	hook      *webhook
 	store     artifact.Store
 	catalog   *catalog.Catalog
+	// The builds the harness runs (buildBinaries', unless an older release's).
+	workerBin, starterBin string
 }
 
-func newHarness(t testing.TB) *harness {
+func newHarness(t testing.TB) *harness { return newHarnessWith(t, harnessOptions{}) }
+
+// harnessOptions change what newHarnessWith sets up. With workerBin and starterBin the harness runs
+// other builds of the registry (an older release, for the upgrade test); with noMigrate the catalog is
+// left for that worker to migrate.
+type harnessOptions struct {
+	workerBin, starterBin string
+	noMigrate             bool
+}
+
+func newHarnessWith(t testing.TB, opts harnessOptions) *harness {
 	t.Helper()
 	buildBinaries(t)
-	h := &harness{t: t, dir: t.TempDir(), bucket: "registry"}
+	h := &harness{t: t, dir: t.TempDir(), bucket: "registry", workerBin: bins.worker, starterBin: bins.starter}
+	if opts.workerBin != "" {
+		h.workerBin, h.starterBin = opts.workerBin, opts.starterBin
+	}
 	h.temporal = testenv.TemporalBinary(t)
 	h.pgURL = testenv.Postgres(t)
 	h.s3 = testenv.S3(t)
@@ -118,8 +133,10 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cat.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
+	if !opts.noMigrate {
+		if err := cat.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() { cat.Close() })
 	h.catalog = cat
@@ -133,7 +150,7 @@ func (h *harness) startWorker() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	cmd := exec.Command(bins.worker)
+	cmd := exec.Command(h.workerBin)
 	cmd.Env = h.env
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -176,7 +193,7 @@ func (h *harness) starter(args ...string) (string, string, error) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bins.starter, args...)
+	cmd := exec.CommandContext(ctx, h.starterBin, args...)
 	cmd.Env = h.env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
