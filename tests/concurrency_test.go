@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestConcurrentRegistrations checks invariant 5 through the real CLI: concurrent registrations of one
@@ -108,7 +109,18 @@ func TestConcurrentRegistrations(t *testing.T) {
 	h.mustStarter("approve", "--model", "ops", "--version", "1", "--approver", "alice")
 	h.waitStage("ops", 1, "Production")
 	for i := 0; i < 12; i++ {
-		h.mustCLI("workflow", "signal", "--workflow-id", "model/ops/v1", "--name", "approve", "--input", fmt.Sprintf(`{"approver": "late-%d"}`, i))
+		// While a run continues as new, Temporal refuses a signal with "workflow is closing"; the sender
+		// retries, as README says.
+		for attempt := 1; ; attempt++ {
+			out, err := h.cli("workflow", "signal", "--workflow-id", "model/ops/v1", "--name", "approve", "--input", fmt.Sprintf(`{"approver": "late-%d"}`, i))
+			if err == nil {
+				break
+			}
+			if !strings.Contains(out, "workflow is closing") || attempt == 10 {
+				t.Fatalf("signal late-%d: %v\n%s", i, err, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	out = waitFor(t, func() (string, bool) {
 		o := h.mustCLI("workflow", "list", "--query", `WorkflowId="model/ops/v1"`, "-o", "json")

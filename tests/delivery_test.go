@@ -83,6 +83,7 @@ func TestDeadReceiverBlocksNothing(t *testing.T) {
 	if p, err := h.catalog.Production(ctx, "dead"); err != nil || p.Version != v3 {
 		t.Fatalf("catalog production: v%d %v", p.Version, err)
 	}
+	h.recordHistory("model/dead", "model-delivery-refused-redelivered-superseded")
 }
 
 func waitDelivery(t *testing.T, h *harness, model string, version int, want string) catalog.Delivery {

@@ -75,6 +75,8 @@ func TestForgedLifecycleMessagesRefused(t *testing.T) {
 	if pv, err := h.catalog.Production(ctx, "forge"); err != nil || pv.Version != v2 {
 		t.Fatalf("catalog production: v%d %v", pv.Version, err)
 	}
+	h.recordHistory("model/forge", "model-forged-promote-refused")
+	h.recordHistory("model/forge/v1", "version-forged-archive-refused-then-archived")
 }
 
 // TestModelWorkflowSurvivesTerminateAndCancel ends the model's workflow the ways an operator can and
@@ -133,4 +135,5 @@ func TestModelWorkflowSurvivesTerminateAndCancel(t *testing.T) {
 	if err != nil || len(vs) != 1 || vs[0].Version != 1 {
 		t.Fatalf("production rows: %+v %v", vs, err)
 	}
+	h.recordHistory("model/phoenix", "model-rebuilt-after-terminate")
 }

@@ -119,6 +119,8 @@ func TestUpgradeFromPreviousRelease(t *testing.T) {
 	if p, err := h.catalog.Production(ctx, "up"); err != nil || p.Version != v2 {
 		t.Fatalf("catalog production after the upgrade: v%d %v", p.Version, err)
 	}
+	h.recordHistory("model/up", "upgrade-model-started-before-v1")
+	h.recordHistory("model/up/v3", "upgrade-version-quorum-completed-after-upgrade")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, _, err := h.starter("check")

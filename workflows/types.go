@@ -401,6 +401,9 @@ type VersionInput struct {
 	// GateTokens carries the external validators' tokens across continue-as-new (the describe query
 	// does not show them).
 	GateTokens map[string]string `json:"gateTokens,omitempty"`
+	// PendingAudit and PendingRefusals are audit rows the previous run had not written to the catalog.
+	PendingAudit    []catalog.Decision `json:"pendingAudit,omitempty"`
+	PendingRefusals []catalog.Refusal  `json:"pendingRefusals,omitempty"`
 }
 
 // Decision is the payload of the approve and reject updates and signals.

@@ -46,12 +46,20 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 	}
 	if w.bv >= versionV1 {
 		w.watchSignals(ctx)
+		// Audit rows the previous run had not written yet.
+		w.audit, w.refusalsOut = in.PendingAudit, in.PendingRefusals
+		if len(w.audit) > 0 || len(w.refusalsOut) > 0 {
+			w.kickFlusher(ctx)
+		}
 	}
 
 	// Signals buffered when a terminal stage is reached are still recorded, for the describe query; and
 	// an update handler still answering (a reject that ended the lifecycle) finishes before the workflow
 	// does, so its caller gets the answer instead of "workflow completed".
 	defer func() {
+		if w.continuing {
+			return // continueAsNew carried what is pending
+		}
 		w.drainSignals(ctx)
 		_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 		if w.bv >= versionV1 {
@@ -107,6 +115,7 @@ type versionWF struct {
 	audit       []catalog.Decision
 	refusalsOut []catalog.Refusal
 	flushing    bool
+	continuing  bool
 }
 
 var storeActivityOptions = workflow.ActivityOptions{
