@@ -78,11 +78,34 @@ func (a *app) statusCmd() *cobra.Command {
 				return a.printJSON(d)
 			}
 			printDescription(a.out, d)
+			printProgress(cmd.Context(), a.out, c, d)
 			return nil
 		},
 	}
 	modelVersionFlags(cmd, &model, &version)
 	return cmd
+}
+
+// printProgress shows what the version's workflow is waiting on and how its retries go: an outage of the
+// store or the catalog shows here as attempts and the last failure, long before the version would fail.
+func printProgress(ctx context.Context, w io.Writer, c client.Client, d workflows.VersionDescription) {
+	if d.State.Step != "" && d.State.StepSince != nil {
+		fmt.Fprintf(w, "waiting: %s since %s\n", d.State.Step, d.State.StepSince.Format(time.RFC3339))
+	}
+	desc, err := c.DescribeWorkflowExecution(ctx, workflows.VersionWorkflowID(d.Model, d.Version), "")
+	if err != nil {
+		return
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetAttempt() <= 1 && pa.GetLastFailure() == nil {
+			continue
+		}
+		fmt.Fprintf(w, "retrying: %s, attempt %d", pa.GetActivityType().GetName(), pa.GetAttempt())
+		if f := pa.GetLastFailure(); f != nil {
+			fmt.Fprintf(w, ", last failure: %s", f.GetMessage())
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 func printDescription(w io.Writer, d workflows.VersionDescription) {

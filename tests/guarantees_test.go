@@ -66,6 +66,38 @@ func TestForgedLifecycleMessagesRefused(t *testing.T) {
 		t.Fatalf("refusals audited: %+v", refusals)
 	}
 
+	// One decision format: a misspelt field gets the same one-sentence reason by update and by signal,
+	// and both refusals are in the decisions audit.
+	bad := fmt.Sprintf(`{"approver":"alice","digets":%q}`, h.digestOf("forge", v2))
+	out, err = h.cli("workflow", "update", "execute", "--workflow-id", fmt.Sprintf("model/forge/v%d", v2), "--name", "approve", "--input", bad)
+	if err == nil || strings.Count(out, `unknown field "digets"`) != 1 {
+		t.Fatalf("approve update with a misspelt field: err %v\n%s", err, out)
+	}
+	h.mustCLI("workflow", "signal", "--workflow-id", fmt.Sprintf("model/forge/v%d", v2), "--name", "approve", "--input", bad)
+	h.mustCLI("workflow", "signal", "--workflow-id", fmt.Sprintf("model/forge/v%d", v2), "--name", "aprove", "--input", bad)
+	waitFor(t, func() (string, bool) {
+		ds, err := h.catalog.Decisions(ctx, "forge", v2)
+		if err != nil {
+			return err.Error(), false
+		}
+		reasons := map[string]string{}
+		for _, d := range ds {
+			if !d.Accepted && strings.Contains(d.Reason, "digets") {
+				reasons[d.Via] = d.Reason
+			}
+		}
+		return fmt.Sprint(reasons), reasons["update"] != "" && reasons["update"] == reasons["signal"]
+	})
+	waitFor(t, func() (string, bool) {
+		rs, _ := h.catalog.Refusals(ctx, "forge")
+		for _, r := range rs {
+			if r.Name == "aprove" && strings.Contains(r.Reason, "unknown signal") {
+				return "", true
+			}
+		}
+		return fmt.Sprint(rs), false
+	})
+
 	// The lifecycle itself still works: approve v2, v1 is archived by a real switch.
 	if _, err := h.decide("approve", "forge", v2, "alice", h.digestOf("forge", v2)); err != nil {
 		t.Fatal(err)

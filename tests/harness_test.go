@@ -150,7 +150,7 @@ func (h *harness) startWorker() {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	cmd := exec.Command(h.workerBin)
+	cmd := exec.Command(orDefault(h.workerBin, bins.worker))
 	cmd.Env = h.env
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -181,6 +181,13 @@ func (h *harness) stopWorker() {
 	}
 }
 
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
 func tail(b []byte, n int) []byte {
 	if len(b) > n {
 		return b[len(b)-n:]
@@ -193,7 +200,7 @@ func (h *harness) starter(args ...string) (string, string, error) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, h.starterBin, args...)
+	cmd := exec.CommandContext(ctx, orDefault(h.starterBin, bins.starter), args...)
 	cmd.Env = h.env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +29,39 @@ func TestRefusedSignalStormKeepsAVersionWaiting(t *testing.T) {
 	}
 	defer tc.Close()
 	id := workflows.VersionWorkflowID("storm", v)
+
+	// First, fourteen signals that each carry a 1.9 MB comment: together more than half of Temporal's
+	// 50 MB history limit. The version continues as new on the history's size and keeps waiting.
+	huge := strings.Repeat("x", 1900<<10)
+	for i := 0; i < 14; i++ {
+		for attempt := 1; ; attempt++ {
+			err := tc.SignalWorkflow(ctx, id, "", workflows.SignalApprove, json.RawMessage(fmt.Sprintf(`{"approver":"mallory","comment":%q}`, huge)))
+			if err == nil {
+				break
+			}
+			if !strings.Contains(err.Error(), "workflow is closing") || attempt == 20 {
+				t.Fatalf("huge signal %d: %v", i, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitFor(t, func() (string, bool) {
+		q, err := tc.QueryWorkflow(ctx, id, "", workflows.QueryDescribe)
+		if err != nil {
+			return err.Error(), false
+		}
+		var d workflows.VersionDescription
+		if err := q.Get(&d); err != nil {
+			return err.Error(), false
+		}
+		return fmt.Sprintf("%s, %d refused", d.State.Stage, d.State.RejectedTotal), d.State.Stage == workflows.StagePendingApproval && d.State.RejectedTotal >= 14
+	})
+	if desc, err := tc.DescribeWorkflowExecution(ctx, id, ""); err != nil || desc.WorkflowExecutionInfo.Status.String() != "Running" {
+		t.Fatalf("after fourteen 1.9 MB signals: %v %v", desc, err)
+	} else {
+		t.Logf("after fourteen 1.9 MB signals: current run %d events, %d bytes", desc.WorkflowExecutionInfo.HistoryLength, desc.WorkflowExecutionInfo.HistorySizeBytes)
+	}
+
 	const storm, senders = 10_000, 8
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -54,7 +88,7 @@ func TestRefusedSignalStormKeepsAVersionWaiting(t *testing.T) {
 		if err := q.Get(&d); err != nil {
 			return err.Error(), false
 		}
-		return fmt.Sprintf("%d refused so far", d.State.RejectedTotal), d.State.RejectedTotal >= storm
+		return fmt.Sprintf("%d refused so far", d.State.RejectedTotal), d.State.RejectedTotal >= storm+14
 	})
 	if d.State.Stage != workflows.StagePendingApproval || len(d.State.Rejected) > 20 {
 		t.Fatalf("after the storm: stage %s, %d refused messages kept", d.State.Stage, len(d.State.Rejected))
@@ -82,7 +116,7 @@ func TestRefusedSignalStormKeepsAVersionWaiting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ds) < storm {
+	if len(ds) < storm+14 {
 		t.Fatalf("%d decisions audited, want at least %d", len(ds), storm)
 	}
 	if out, err := h.decide("approve", "storm", v, "alice", h.digestOf("storm", v)); err != nil {

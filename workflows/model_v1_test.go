@@ -33,6 +33,7 @@ type fakeCatalog struct {
 	events     []activities.DeploymentEvent
 	refusals   []catalog.Refusal
 	deliveries []catalog.Delivery
+	updateErr  func(activities.UpdateWorkflowInput) error
 }
 
 func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnvironment {
@@ -91,6 +92,11 @@ func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnviron
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
 		fc.updates = append(fc.updates, in)
+		if fc.updateErr != nil {
+			if err := fc.updateErr(in); err != nil {
+				return nil, err
+			}
+		}
 		return json.RawMessage(`"ok"`), nil
 	})
 	env.OnActivity(a.SetProductionFenced, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SetProductionInput) (bool, error) {
@@ -313,4 +319,37 @@ func TestModelV1StateStaysBounded(t *testing.T) {
 	require.Len(t, next.State.History, historyWindow)
 	t.Logf("continue-as-new input of a model with %d versions after %d switches: %d bytes", versions, switches, size)
 	require.Less(t, size, 256<<10)
+}
+
+// A rollback whose restore is refused puts the prior version back: the model is never left without
+// production, and the pointer does not move.
+func TestModelV1RollbackRestoreRefusedPutsPriorBack(t *testing.T) {
+	fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 3, Production: 3, Seq: 5, Archived: []int{2}}}
+	env := newModelEnvV1(t, fc)
+	fc.updateErr = func(in activities.UpdateWorkflowInput) error {
+		if in.UpdateName == UpdateRestore && in.WorkflowID == VersionWorkflowID("fraud", 2) {
+			return temporal.NewNonRetryableApplicationError("v2 is Failed and cannot move to Production", activities.ErrTypeRejected, nil)
+		}
+		return nil
+	}
+	var rb *updateResult
+	env.RegisterDelayedCallback(func() { rb = update(env, UpdateRollback, RollbackRequest{SchemaVersion: 1, Actor: "ops"}) }, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, time.Hour)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+	require.ErrorContains(t, rb.completeErr, "v2 could not be restored, production stays v3")
+	var calls []string
+	for _, u := range fc.updates {
+		calls = append(calls, u.UpdateName+" "+u.WorkflowID)
+	}
+	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2", "restore model/fraud/v3"}, calls)
+	require.Empty(t, fc.pointer, "the pointer never moved")
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next ModelInput
+	require.NoError(t, NewDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, 3, next.State.Production)
+	require.Equal(t, []int{2}, next.State.Archived)
 }

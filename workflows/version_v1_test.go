@@ -251,3 +251,45 @@ func TestVersionV1ArchiveMustNameTheRunningSwitch(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(none.completeErr, &appErr))
 }
+
+// A version waiting in Validating for a slow CI gate continues as new once its history is long, and
+// the next run still takes the gate's verdict (the token travels in the input, not in describe).
+func TestVersionV1ValidatingContinuesAsNewWithItsGates(t *testing.T) {
+	policy := catalog.Policy{Validators: []catalog.ExternalValidator{{Name: "ci", URL: "http://ci.example/hook", TimeoutSeconds: 24 * 3600}}}
+	au := &audit{}
+	env := newVersionEnvV1(t, au)
+	storeOK(env)
+	validateWith(env, true, policy)
+	var token string
+	env.OnActivity(a.RequestValidation, mock.Anything, mock.Anything).Return(func(_ context.Context, r activities.ValidationRequest) error {
+		token = r.Token
+		return nil
+	})
+	env.RegisterDelayedCallback(func() {
+		require.Empty(t, describe(t, env).State.Gates[0].Token, "describe does not show the token")
+		env.SetCurrentHistoryLength(6000)
+		env.SignalWorkflow(SignalApprove, json.RawMessage(`{}`)) // any event wakes it
+	}, time.Hour)
+	env.ExecuteWorkflow(ModelVersionWorkflow, versionInput())
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next VersionInput
+	require.NoError(t, NewDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, StageValidating, next.State.Stage)
+	require.NotEmpty(t, token)
+	require.Equal(t, token, next.GateTokens["ci"])
+
+	au2 := &audit{}
+	env2 := newVersionEnvV1(t, au2)
+	validateWith(env2, true, policy)
+	var wrong, right *updateResult
+	env2.RegisterDelayedCallback(func() {
+		wrong = update(env2, UpdateVerdict, Verdict{Validator: "ci", Token: "forged", Passed: true})
+		right = update(env2, UpdateVerdict, Verdict{Validator: "ci", Token: token, Passed: true})
+	}, time.Minute)
+	env2.RegisterDelayedCallback(func() { env2.CancelWorkflow() }, 2*time.Hour)
+	env2.ExecuteWorkflow(ModelVersionWorkflow, next)
+	require.ErrorContains(t, wrong.rejected, "token does not match")
+	require.NoError(t, right.completeErr)
+	require.Contains(t, au2.stages, StagePendingApproval, "the resumed run finished validation with the verdict")
+}
