@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -52,6 +53,14 @@ const (
 	ErrTypeBadRequest = "BadRequest"
 	// ErrTypeRefusedByReceiver: a webhook answered 4xx (other than 408 and 429); the delivery ends.
 	ErrTypeRefusedByReceiver = "RefusedByReceiver"
+	// ErrTypeRefused is the type of the refusals the registry's workflows send back (workflows uses
+	// it); ErrTypeRefusedByWorkflow is UpdateWorkflow's error for such a refusal.
+	ErrTypeRefused           = "Refused"
+	ErrTypeRefusedByWorkflow = "RefusedByWorkflow"
+	// ErrTypeFenced: a catalog write this run made was turned away by a newer one.
+	ErrTypeFenced = "Fenced"
+	// ErrTypeNotRunning: the update's target workflow is not running.
+	ErrTypeNotRunning = "NotRunning"
 )
 
 // CreateVersion writes the catalog row of a freshly minted version (stage Registered, seq 1).
@@ -71,8 +80,24 @@ func (a *Activities) CreateVersion(ctx context.Context, v catalog.Version) error
 // newer transition is stored) does not overwrite the mark that newer transition set. A retry after a
 // crash between the two writes finds its own seq stored and sets the mark again.
 func (a *Activities) RecordTransition(ctx context.Context, t catalog.Transition) error {
-	if _, err := a.Catalog.RecordTransition(ctx, t); err != nil {
+	applied, err := a.Catalog.RecordTransition(ctx, t)
+	if err != nil {
 		return err
+	}
+	if !applied {
+		// Not applied: a retry of this very transition (the row holds its seq), or the row is past it,
+		// which only happens when this run of the version's workflow is not the lifecycle's own (started
+		// again under the ID of a closed one, or reset): it must not go on as if it were.
+		v, err := a.Catalog.GetVersion(ctx, t.Model, t.Version)
+		if err != nil {
+			return err
+		}
+		if v.Seq > t.Seq {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"the catalog holds a newer state of %s v%d (seq %d, %s) than this run of its workflow (seq %d, %s -> %s): "+
+					"the run was started or reset outside the lifecycle and stops here", t.Model, t.Version, v.Seq, v.Stage, t.Seq, t.From, t.To),
+				ErrTypeFenced, nil)
+		}
 	}
 	if t.To != catalog.StageArchived && !(t.From == catalog.StageArchived && t.To == catalog.StageProduction) {
 		return nil
@@ -443,13 +468,27 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 	} else {
 		h, err = a.Temporal.UpdateWorkflow(ctx, opts)
 	}
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		// Without update-with-start, a target that is not running will not start by itself: retrying
+		// for ever would hold up whoever sent it (a switch of the model's production) without a word.
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s of %s: the workflow is not running: %v", in.UpdateName, in.WorkflowID, err), ErrTypeNotRunning, err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	var out json.RawMessage
 	if err := h.Get(ctx, &out); err != nil {
 		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) {
+		switch {
+		case errors.As(err, &appErr) && appErr.Type() == "AcceptedUpdateCompletedWorkflow":
+			// The target ended (terminated, reset, continued as new) while the update ran: that is no
+			// answer to the request, so it is sent again, to the target's next run.
+			return nil, fmt.Errorf("%s of %s: %w", in.UpdateName, in.WorkflowID, err)
+		case errors.As(err, &appErr) && appErr.Type() == ErrTypeRefused:
+			// The target checked the request and refused it, with the reason.
+			return nil, temporal.NewNonRetryableApplicationError(appErr.Error(), ErrTypeRefusedByWorkflow, err)
+		case errors.As(err, &appErr):
 			return nil, temporal.NewNonRetryableApplicationError(appErr.Error(), ErrTypeRejected, err)
 		}
 		return nil, err

@@ -186,3 +186,30 @@ func (a *Activities) SetProductionFenced(ctx context.Context, in SetProductionIn
 func (a *Activities) RecordDelivery(ctx context.Context, d catalog.Delivery) error {
 	return a.Catalog.RecordDelivery(ctx, d)
 }
+
+// ArchiveClosedInput names a version whose lifecycle workflow is closed while its catalog row says
+// Production, and the switch that replaces it.
+type ArchiveClosedInput struct {
+	Model   string `json:"model"`
+	Version int    `json:"version"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+}
+
+// ArchiveClosedVersion archives, in the catalog and the store, a production version whose workflow an
+// operator ended (terminated, cancelled): nothing else will ever move it, and a switch must not wait for
+// it for ever. Its workflow being closed, the model's workflow is the only writer left; the transition
+// takes the row's next sequence number, so a late write from anywhere else is fenced off.
+func (a *Activities) ArchiveClosedVersion(ctx context.Context, in ArchiveClosedInput) error {
+	v, err := a.Catalog.GetVersion(ctx, in.Model, in.Version)
+	if err != nil {
+		return err
+	}
+	if v.Stage != catalog.StageProduction {
+		return nil // done already (a retry), or never in production
+	}
+	return a.RecordTransition(ctx, catalog.Transition{
+		Model: in.Model, Version: in.Version, Seq: v.Seq + 1, From: catalog.StageProduction, To: catalog.StageArchived,
+		Actor: "registry", Reason: fmt.Sprintf("its lifecycle workflow is %s; %s", in.Status, in.Reason),
+	})
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -123,7 +125,7 @@ func printDescription(w io.Writer, d workflows.VersionDescription) {
 		if from == "" {
 			from = "-"
 		}
-		fmt.Fprintf(w, "  %s  %s -> %s  by %s: %s\n", h.At.Format(time.RFC3339), from, h.To, orDash(h.Actor), h.Reason)
+		fmt.Fprintf(w, "  %s  %s -> %s  by %s: %s\n", h.At.Format(time.RFC3339), from, h.To, safe(orDash(h.Actor)), safe(h.Reason))
 	}
 	if s.Validation != nil {
 		fmt.Fprintf(w, "validation: passed=%v\n", s.Validation.Passed)
@@ -136,12 +138,12 @@ func printDescription(w io.Writer, d workflows.VersionDescription) {
 		}
 	}
 	for _, dd := range s.Decisions {
-		fmt.Fprintf(w, "decision: %s by %s via %s at %s %s\n", dd.Kind, dd.Approver, dd.Via, dd.At.Format(time.RFC3339), dd.Comment)
+		fmt.Fprintf(w, "decision: %s by %s via %s at %s %s\n", dd.Kind, safe(dd.Approver), dd.Via, dd.At.Format(time.RFC3339), safe(dd.Comment))
 	}
 	if len(s.Rejected) > 0 {
 		fmt.Fprintln(w, "refused messages:")
 		for _, r := range s.Rejected {
-			fmt.Fprintf(w, "  %s %s (%s): %s\n", r.At.Format(time.RFC3339), r.Name, r.Via, r.Reason)
+			fmt.Fprintf(w, "  %s %s (%s): %s\n", r.At.Format(time.RFC3339), safe(r.Name), r.Via, safe(r.Reason))
 		}
 	}
 }
@@ -512,4 +514,15 @@ func (a *app) rollbackCmd() *cobra.Command {
 	cmd.Flags().StringVar(&reason, "reason", "", "why")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
+}
+
+// safe shows text that came from outside (an approver's name, a comment, a refusal's reason quoting
+// what was sent) on one line and without control characters, so nobody can print fake rows or move
+// the cursor on an operator's terminal.
+func safe(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }

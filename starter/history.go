@@ -75,7 +75,7 @@ func (a *app) historyCmd() *cobra.Command {
 					if e.Kind != "transition" {
 						ev = e.Kind + " " + e.Outcome
 					}
-					fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Version, ev, orDash(e.Who), e.Why)
+					fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Version, safe(ev), safe(orDash(e.Who)), safe(e.Why))
 				}
 				return tw.Flush()
 			})

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -133,6 +134,11 @@ func (w *versionWF) checkDecision(ctx workflow.Context, kind string, d Decision)
 	if strings.TrimSpace(d.Approver) == "" {
 		return errors.New("a decision needs an approver (who decides)")
 	}
+	if w.bv >= versionV1 && (strings.TrimSpace(d.Approver) != d.Approver || strings.ContainsFunc(d.Approver, unicode.IsControl)) {
+		// "carol " is carol: a name that differs only by spaces or invisible characters would beat the
+		// self-approval rule and count twice towards a quorum.
+		return fmt.Errorf("approver %q must not start or end with spaces or contain control characters", clip([]byte(d.Approver), MaxActorBytes))
+	}
 	if len(d.Approver) > MaxActorBytes || len(d.Comment) > MaxCommentBytes {
 		return fmt.Errorf("approver (max %d bytes) or comment (max %d bytes) is too long", MaxActorBytes, MaxCommentBytes)
 	}
@@ -149,17 +155,26 @@ func (w *versionWF) checkDecision(ctx workflow.Context, kind string, d Decision)
 		if d.Digest == "" {
 			return fmt.Errorf("the decision must name the manifest digest it was made on: %s has %s", name, w.st.ManifestDigest)
 		}
-		return fmt.Errorf("the decision names digest %s but %s has manifest digest %s", d.Digest, name, w.st.ManifestDigest)
+		shown := d.Digest
+		if w.bv >= versionV1 {
+			shown = fmt.Sprintf("%q", clip([]byte(d.Digest), 100))
+		}
+		return fmt.Errorf("the decision names digest %s but %s has manifest digest %s", shown, name, w.st.ManifestDigest)
 	}
 	p := w.policy()
 	if len(p.AllowedApprovers) > 0 && !slices.Contains(p.AllowedApprovers, d.Approver) {
 		return fmt.Errorf("%s is not an allowed approver of model %s (allowed: %s)", d.Approver, w.in.Model, strings.Join(p.AllowedApprovers, ", "))
 	}
 	if kind == UpdateApprove {
-		if !p.AllowSelfApproval && d.Approver == w.in.Request.RegisteredBy {
+		same := func(a, b string) bool { return a == b }
+		if w.bv >= versionV1 {
+			same = strings.EqualFold // Alice is alice
+		}
+		if !p.AllowSelfApproval && same(d.Approver, w.in.Request.RegisteredBy) {
 			return fmt.Errorf("%s registered %s and may not approve it (the policy forbids self-approval)", d.Approver, name)
 		}
-		if have := w.approvers(); slices.Contains(have, d.Approver) {
+		have := w.approvers()
+		if slices.ContainsFunc(have, func(a string) bool { return same(a, d.Approver) }) {
 			return fmt.Errorf("%s already approved %s; %d of %d distinct approvals so far", d.Approver, name, len(have), w.quorum())
 		}
 	}

@@ -80,6 +80,7 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 		}
 		m.loaded = true
 		m.runDelivery(ctx)
+		m.watchUnknownSignals(ctx)
 	}
 	max := in.MaxHistoryEvents
 	if max <= 0 {

@@ -60,7 +60,7 @@ var (
 
 // Error types of refusals sent back to the sender of a message (the Temporal CLI prints them).
 const (
-	ErrTypeRefused = "Refused"
+	ErrTypeRefused = activities.ErrTypeRefused
 )
 
 func refused(format string, args ...any) error {
@@ -79,6 +79,14 @@ func (m *modelWF) rebuild(ctx workflow.Context) error {
 	m.st.Production, m.st.Seq, m.st.LastVersion = snap.Production, snap.Seq, snap.LastVersion
 	m.st.Archived = snap.Archived
 	m.st.Rebuilt = &now
+	if d := snap.LastDelivery; d != nil {
+		// The deployment event of the last switch: a pending one is delivered again, a refused or failed
+		// one can be redelivered.
+		m.st.Delivery = &Delivery{Status: d.Status, Error: d.Error, Event: activities.DeploymentEvent{
+			SchemaVersion: SchemaVersion, EventID: d.EventID, Kind: d.Kind, Model: m.in.Model, Version: d.Version,
+			Stage: StageProduction, PreviousVersion: d.Previous, At: d.At,
+		}}
+	}
 	m.st.NextVersion = 0
 	return nil
 }
@@ -152,6 +160,7 @@ func (m *modelWF) mintAndStart(ctx workflow.Context, req RegisterRequest) (Regis
 // model) and returns the refusal for its sender.
 func (m *modelWF) refuse(ctx workflow.Context, name string, version int, payload any, reason string) error {
 	raw := encodeJSON(payload)
+	reason = clip([]byte(reason), catalog.MaxRefusalReason)
 	m.refusals++
 	info := workflow.GetInfo(ctx)
 	r := catalog.Refusal{
@@ -227,6 +236,16 @@ func (m *modelWF) promoteV1(ctx workflow.Context, req PromoteRequest) (Productio
 	}
 	if reason := promotionRefusal(m.in.Model, req.Version, status, info); reason != "" {
 		return ProductionResult{}, m.refuse(ctx, UpdatePromote, req.Version, req, "promote refused: "+reason)
+	}
+	// The catalog must agree: a run started again under a closed version's ID (or reset) is not the
+	// lifecycle's, and the catalog, which only the lifecycle's own run can move, says so.
+	var row activities.VersionRow
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, catalogActivityOptions), a.GetVersionRow, m.in.Model, req.Version).Get(ctx, &row); err != nil {
+		return ProductionResult{}, err
+	}
+	if row.Stage != StageApproved || row.ManifestDigest != info.ManifestDigest {
+		return ProductionResult{}, m.refuse(ctx, UpdatePromote, req.Version, req, fmt.Sprintf(
+			"promote refused: the catalog says %s v%d is %s (manifest %s), not %s with the manifest its workflow names", m.in.Model, req.Version, orNone(row.Stage), orNone(row.ManifestDigest), StageApproved))
 	}
 	// The comparison with the champion ran at validation; production may have changed since.
 	if info.ChampionMetric != "" && info.Champion != m.st.Production {
@@ -320,9 +339,32 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 	m.switching = &SwitchInfo{ID: id, Kind: kind, Version: version, Prior: prior}
 	defer func() { m.switching = nil }()
 
+	if restore {
+		// A target whose workflow an operator ended cannot come back: refuse before anything moves.
+		if _, status, err := m.inspect(ctx, version); err != nil {
+			return err
+		} else if status != "Running" {
+			return m.refuse(ctx, UpdateRollback, version, SwitchInfo{Kind: kind, Version: version, Prior: prior},
+				fmt.Sprintf("v%d cannot be restored: its lifecycle workflow is %s; production stays v%d", version, status, prior))
+		}
+	}
 	if prior != 0 {
-		arg := ArchiveRequest{SchemaVersion: SchemaVersion, ReplacedBy: version, Actor: actor, Reason: fmt.Sprintf("replaced by v%d (%s)", version, kind), SwitchID: id}
-		if err := m.updateVersion(cctx, prior, UpdateArchive, "archive/"+id, arg); err != nil {
+		_, status, err := m.inspect(ctx, prior)
+		if err != nil {
+			return err
+		}
+		reason := fmt.Sprintf("replaced by v%d (%s)", version, kind)
+		if status != "Running" {
+			// Nobody will ever move a version whose workflow was ended from outside; the switch archives
+			// it in the catalog itself rather than wait for it.
+			if err := workflow.ExecuteActivity(cctx, a.ArchiveClosedVersion, activities.ArchiveClosedInput{
+				Model: m.in.Model, Version: prior, Status: status, Reason: reason,
+			}).Get(ctx, nil); err != nil {
+				return fmt.Errorf("v%d (its workflow %s) could not be archived, so production stays v%d: %w", prior, status, prior, err)
+			}
+		} else if err := m.updateVersion(cctx, prior, UpdateArchive, "archive/"+id, ArchiveRequest{
+			SchemaVersion: SchemaVersion, ReplacedBy: version, Actor: actor, Reason: reason, SwitchID: id,
+		}); err != nil {
 			return fmt.Errorf("v%d could not be archived, so production stays v%d: %w", prior, prior, err)
 		}
 		m.st.Archived = append(m.st.Archived, prior)
@@ -388,7 +430,7 @@ func (m *modelWF) recordDelivery(ctx workflow.Context, d *Delivery) {
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20},
 	})
 	row := catalog.Delivery{Model: m.in.Model, EventID: d.Event.EventID, Version: d.Event.Version, Kind: d.Event.Kind,
-		Status: d.Status, Error: d.Error, At: d.Event.At}
+		Previous: d.Event.PreviousVersion, Status: d.Status, Error: d.Error, At: d.Event.At}
 	if err := workflow.ExecuteActivity(actx, a.RecordDelivery, row).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("delivery state not recorded in the catalog", "event", d.Event.EventID, "error", err)
 	}
@@ -458,4 +500,49 @@ func encodeJSON(v any) []byte {
 		return []byte(err.Error())
 	}
 	return b
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// watchUnknownSignals records every signal sent to the model's workflow, which takes none (its messages
+// are updates): a sender who signals "promote" or "approve" here learns nothing from Temporal, but the
+// audit shows it.
+func (m *modelWF) watchUnknownSignals(ctx workflow.Context) {
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		for {
+			if err := workflow.Await(gctx, func() bool { return len(workflow.GetUnhandledSignalNames(gctx)) > 0 }); err != nil {
+				return
+			}
+			for _, name := range workflow.GetUnhandledSignalNames(gctx) {
+				ch := workflow.GetSignalChannel(gctx, name)
+				for {
+					var raw RawPayload
+					if !ch.ReceiveAsync(&raw) {
+						break
+					}
+					_ = m.refuseSignal(gctx, name, raw.Data)
+				}
+			}
+		}
+	})
+}
+
+func (m *modelWF) refuseSignal(ctx workflow.Context, name string, payload []byte) error {
+	m.refusals++
+	info := workflow.GetInfo(ctx)
+	r := catalog.Refusal{
+		WorkflowID: info.WorkflowExecution.ID, ID: fmt.Sprintf("%s/%d", info.WorkflowExecution.RunID, m.refusals),
+		Model: m.in.Model, Name: clip([]byte(name), 200), Via: "signal", Payload: clip(payload, catalog.MaxRefusalPayload), At: workflow.Now(ctx).UTC(),
+		Reason: fmt.Sprintf("unknown signal %q: the model's workflow takes no signals; its messages are the updates %s, %s and %s", clip([]byte(name), 200), UpdateRegister, UpdateRollback, UpdateRedeliver),
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
+	})
+	return workflow.ExecuteActivity(actx, a.RecordRefusal, r).Get(ctx, nil)
 }

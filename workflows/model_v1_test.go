@@ -34,6 +34,11 @@ type fakeCatalog struct {
 	refusals   []catalog.Refusal
 	deliveries []catalog.Delivery
 	updateErr  func(activities.UpdateWorkflowInput) error
+	// closed: versions whose workflow is not running, with the status; rowStage: what the catalog says
+	// when it disagrees with the workflow.
+	closed         map[int]string
+	rowStage       map[int]string
+	archivedClosed []int
 }
 
 func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnvironment {
@@ -74,16 +79,27 @@ func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnviron
 	env.OnActivity(a.QueryWorkflow, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.QueryInput) (activities.QueryResult, error) {
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
-		var v int
-		for n, p := range fc.promotion {
-			if VersionWorkflowID("fraud", n) == in.WorkflowID {
-				v = n
-				raw, _ := json.Marshal(p)
-				return activities.QueryResult{Status: "Running", Result: raw}, nil
+		for n := 1; n <= fc.snap.LastVersion+1; n++ {
+			if VersionWorkflowID("fraud", n) != in.WorkflowID {
+				continue
 			}
+			if st, ok := fc.closed[n]; ok {
+				return activities.QueryResult{Status: st}, nil
+			}
+			p, ok := fc.promotion[n]
+			if !ok {
+				p = PromotionInfo{Stage: StageProduction}
+			}
+			raw, _ := json.Marshal(p)
+			return activities.QueryResult{Status: "Running", Result: raw}, nil
 		}
-		_ = v
 		return activities.QueryResult{Status: "NotFound"}, nil
+	})
+	env.OnActivity(a.ArchiveClosedVersion, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ArchiveClosedInput) error {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		fc.archivedClosed = append(fc.archivedClosed, in.Version)
+		return nil
 	})
 	env.OnActivity(a.RecheckChampion, mock.Anything, mock.Anything).Return(func(context.Context, activities.ChampionInput) (activities.ChampionResult, error) {
 		return fc.champion, nil
@@ -121,7 +137,17 @@ func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnviron
 		fc.refusals = append(fc.refusals, r)
 		return nil
 	})
-	env.OnActivity(a.GetVersionRow, mock.Anything, mock.Anything, mock.Anything).Return(activities.VersionRow{}, nil)
+	env.OnActivity(a.GetVersionRow, mock.Anything, mock.Anything, mock.Anything).Return(func(_ context.Context, _ string, v int) (activities.VersionRow, error) {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		if p, ok := fc.promotion[v]; ok {
+			if st, ok := fc.rowStage[v]; ok {
+				p.Stage = st
+			}
+			return activities.VersionRow{Found: true, Stage: p.Stage, ManifestDigest: p.ManifestDigest}, nil
+		}
+		return activities.VersionRow{}, nil
+	})
 	env.OnActivity(a.RecordDelivery, mock.Anything, mock.Anything).Return(func(_ context.Context, d catalog.Delivery) error {
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
@@ -208,8 +234,8 @@ func TestModelV1PromotionIsChecked(t *testing.T) {
 	stale := approved()
 	stale.ChampionMetric, stale.Champion = "accuracy", 4
 	fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 12, Production: 12, Seq: 3},
-		promotion: map[int]PromotionInfo{1: waiting, 2: short, 3: stale},
-		champion:  activities.ChampionResult{Champion: 12, Check: activities.ValidationCheck{Name: "champion accuracy", Detail: "v3 0.9 vs production v12 0.95"}}}
+		promotion: map[int]PromotionInfo{1: waiting, 2: short, 3: stale}, closed: map[int]string{4: "NotFound"},
+		champion: activities.ChampionResult{Champion: 12, Check: activities.ValidationCheck{Name: "champion accuracy", Detail: "v3 0.9 vs production v12 0.95"}}}
 	env := newModelEnvV1(t, fc)
 	results := map[int]*updateResult{}
 	env.RegisterDelayedCallback(func() {

@@ -33,11 +33,16 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 	// audit, reminders, external validators) replay with the single-approval behaviour they ran with.
 	w.policyV1 = workflow.GetVersion(ctx, changeApprovalPolicy, workflow.DefaultVersion, 1) >= 1
 	w.bv = workflow.GetVersion(ctx, changeVersionBehaviour, workflow.DefaultVersion, versionV1)
-	w.root = ctx
 	if w.bv >= versionV1 && !w.policyV1 {
 		// Only a run that started before approval policies can have policyV1 off; versionV1 needs it.
 		w.bv = versionV0
 	}
+	if w.bv >= versionV1 {
+		// A cancel request does not end a lifecycle (a version in production would vanish from under
+		// its model); reject it instead, or terminate it, which the model's workflow copes with.
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+	}
+	w.root = ctx
 	if err := w.upsertSearchAttributes(ctx); err != nil {
 		return err
 	}
@@ -229,15 +234,26 @@ func (w *versionWF) requestPromotion(ctx workflow.Context) (done bool, err error
 		in.StartWorkflowType, in.StartTaskQueue, in.StartArg = ModelWorkflowType, workflow.GetInfo(ctx).TaskQueueName, start
 		w.setStep(ctx, "waiting for the model's workflow to switch production")
 	}
-	if err := workflow.ExecuteActivity(pctx, a.UpdateWorkflow, in).Get(ctx, &res); err != nil {
+	for {
+		err := workflow.ExecuteActivity(pctx, a.UpdateWorkflow, in).Get(ctx, &res)
+		if err == nil {
+			break
+		}
 		var appErr *temporal.ApplicationError
-		if w.bv >= versionV1 && errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeRejected {
-			// The model's workflow refused the switch (the champion changed and this version no longer
-			// beats it, say): the version ends Rejected, with the reason.
+		if w.bv < versionV1 || !errors.As(err, &appErr) {
+			return false, err
+		}
+		if appErr.Type() == activities.ErrTypeRefusedByWorkflow {
+			// The model's workflow checked the version and refused the switch (the champion changed and
+			// this version no longer beats it, say): the version ends Rejected, with the reason.
 			w.setStep(ctx, "")
 			return true, w.transition(ctx, StageRejected, "registry", rootMessage(err))
 		}
-		return false, err
+		// Anything else is not a verdict on this version: ask again in a while, visibly.
+		w.setStep(ctx, "waiting to ask the model's workflow for promotion again after: "+clip([]byte(rootMessage(err)), 500))
+		if err := workflow.Sleep(ctx, time.Minute); err != nil {
+			return false, err
+		}
 	}
 	w.setStep(ctx, "")
 	reason := "promoted"

@@ -151,6 +151,8 @@ func clip(b []byte, n int) string {
 
 // keepRefused keeps a bounded window of refused messages in state; the catalog keeps them all.
 func (w *versionWF) keepRefused(ctx workflow.Context, r RejectedMessage) {
+	// A reason may quote what was sent (an unknown field's name, a wrong digest): what is kept is bounded.
+	r.Name, r.Reason = clip([]byte(r.Name), 200), clip([]byte(r.Reason), 1024)
 	w.st.RejectedTotal++
 	w.st.Rejected = append(w.st.Rejected, r)
 	if len(w.st.Rejected) > rejectedWindow {
@@ -237,8 +239,9 @@ func (w *versionWF) onDecisionUpdateV1(ctx workflow.Context, kind string, raw Ra
 		err = w.checkDecision(ctx, kind, d)
 	}
 	if err != nil {
-		w.refuse(ctx, kind, "update", err.Error(), raw.Data, d)
-		return DecisionResult{}, refused("%s", err.Error())
+		reason := clip([]byte(err.Error()), 1024)
+		w.refuse(ctx, kind, "update", reason, raw.Data, d)
+		return DecisionResult{}, refused("%s", reason)
 	}
 	w.accept(ctx, kind, "update", d)
 	w.recordDecision(ctx, kind, "update", d, true, "accepted")

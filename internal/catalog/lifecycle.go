@@ -108,6 +108,8 @@ type ModelSnapshot struct {
 	Seq        int64 `json:"seq"`
 	// Archived lists the most recently archived versions, oldest first, at most the limit asked for.
 	Archived []int `json:"archived,omitempty"`
+	// LastDelivery is the model's latest deployment event, if any.
+	LastDelivery *Delivery `json:"lastDelivery,omitempty"`
 }
 
 // Snapshot reads the model's production pointer, its fence, its highest minted version and up to
@@ -137,6 +139,13 @@ func (c *Catalog) Snapshot(ctx context.Context, model string, archivedLimit int)
 	s.LastVersion = r.LastVersion
 	if max > s.LastVersion {
 		s.LastVersion = max
+	}
+	ds, err := c.Deliveries(ctx, model, 0)
+	if err != nil {
+		return s, err
+	}
+	if n := len(ds); n > 0 {
+		s.LastDelivery = &ds[n-1]
 	}
 	if archivedLimit > 0 {
 		// Most recently archived first: the order of their transitions to Archived.
@@ -230,6 +239,7 @@ type Delivery struct {
 	EventID   string    `db:"event_id" json:"eventId"`
 	Version   int       `db:"version" json:"version"`
 	Kind      string    `db:"kind" json:"kind"`
+	Previous  int       `db:"previous" json:"previous,omitempty"`
 	Status    string    `db:"status" json:"status"`
 	Error     string    `db:"error" json:"error,omitempty"`
 	At        time.Time `db:"at" json:"at"`
@@ -260,8 +270,8 @@ func (c *Catalog) RecordDelivery(ctx context.Context, d Delivery) error {
 	}
 	d.UpdatedAt = now()
 	d.Error = truncate(d.Error, MaxRefusalReason)
-	_, err := c.db.NamedExecContext(ctx, `INSERT INTO deliveries (model, event_id, version, kind, status, error, at, updated_at)
-		VALUES (:model, :event_id, :version, :kind, :status, :error, :at, :updated_at)
+	_, err := c.db.NamedExecContext(ctx, `INSERT INTO deliveries (model, event_id, version, kind, previous, status, error, at, updated_at)
+		VALUES (:model, :event_id, :version, :kind, :previous, :status, :error, :at, :updated_at)
 		ON CONFLICT (model, event_id) DO UPDATE SET status = excluded.status, error = excluded.error, updated_at = excluded.updated_at`, d)
 	if err != nil {
 		return fmt.Errorf("catalog: record delivery %q of model %q: %w", d.EventID, d.Model, err)
@@ -271,7 +281,7 @@ func (c *Catalog) RecordDelivery(ctx context.Context, d Delivery) error {
 
 // Deliveries returns the model's deployment events, oldest first; with version > 0 only that version's.
 func (c *Catalog) Deliveries(ctx context.Context, model string, version int) ([]Delivery, error) {
-	q := `SELECT model, event_id, version, kind, status, error, at, updated_at FROM deliveries WHERE model = ?`
+	q := `SELECT model, event_id, version, kind, previous, status, error, at, updated_at FROM deliveries WHERE model = ?`
 	args := []any{model}
 	if version > 0 {
 		q += ` AND version = ?`

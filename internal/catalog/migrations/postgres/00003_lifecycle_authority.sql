@@ -37,6 +37,7 @@ CREATE TABLE deliveries (
     event_id   TEXT        NOT NULL,
     version    INTEGER     NOT NULL,
     kind       TEXT        NOT NULL,
+    previous   INTEGER     NOT NULL DEFAULT 0,
     status     TEXT        NOT NULL CHECK (status IN ('pending', 'delivered', 'refused', 'failed', 'superseded')),
     error      TEXT        NOT NULL DEFAULT '',
     at         TIMESTAMPTZ NOT NULL,
