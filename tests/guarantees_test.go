@@ -70,7 +70,7 @@ func TestForgedLifecycleMessagesRefused(t *testing.T) {
 	// and both refusals are in the decisions audit.
 	bad := fmt.Sprintf(`{"approver":"alice","digets":%q}`, h.digestOf("forge", v2))
 	out, err = h.cli("workflow", "update", "execute", "--workflow-id", fmt.Sprintf("model/forge/v%d", v2), "--name", "approve", "--input", bad)
-	if err == nil || strings.Count(out, `unknown field "digets"`) != 1 {
+	if err == nil || !strings.Contains(out, "unknown field") || strings.Count(out, "digets") != 1 {
 		t.Fatalf("approve update with a misspelt field: err %v\n%s", err, out)
 	}
 	h.mustCLI("workflow", "signal", "--workflow-id", fmt.Sprintf("model/forge/v%d", v2), "--name", "approve", "--input", bad)

@@ -157,7 +157,7 @@ func (w *versionWF) checkDecision(ctx workflow.Context, kind string, d Decision)
 		}
 		shown := d.Digest
 		if w.bv >= versionV1 {
-			shown = fmt.Sprintf("%q", clip([]byte(d.Digest), 100))
+			shown = clip([]byte(d.Digest), 100)
 		}
 		return fmt.Errorf("the decision names digest %s but %s has manifest digest %s", shown, name, w.st.ManifestDigest)
 	}
