@@ -870,8 +870,11 @@ func testArchivedMark(t *testing.T, h *harness) {
 	wantArchived(t, h, 1, false, prod)
 
 	// A late retry of the archive (seq 3), arriving after the rollback (seq 4), is fenced off in the
-	// catalog; the archived mark must not disagree with it.
-	must(transition(t, h, 1, 3, prod, arch))
+	// catalog and answered with an error (Temporal has discarded that attempt anyway; a run of the
+	// workflow that gets it is not the lifecycle's own); the archived mark must not disagree with it.
+	if err := transition(t, h, 1, 3, prod, arch); err == nil || !strings.Contains(err.Error(), "newer state") {
+		t.Fatalf("late archive after the rollback: %v", err)
+	}
 	wantArchived(t, h, 1, false, prod)
 
 	// v2 cannot enter production while v1 is there.

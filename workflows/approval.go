@@ -229,7 +229,7 @@ func (w *versionWF) recordDecision(ctx workflow.Context, kind, via string, d Dec
 }
 
 func (w *versionWF) onSignal(ctx workflow.Context, name string, raw RawPayload) {
-	d, err := decodeDecision(raw, w.policyV1)
+	d, err := w.decode(raw)
 	if err == nil {
 		err = w.checkDecision(ctx, name, d)
 	}
@@ -320,4 +320,16 @@ func (w *versionWF) sendReminder(ctx workflow.Context) {
 	if err := workflow.ExecuteActivity(actx, a.NotifyDeployment, ev).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("approval reminder not delivered", "reminder", w.st.Reminders, "error", err)
 	}
+}
+
+// maxDecisionBytes bounds a decision's payload: its fields have their own limits far below, and decoding
+// megabytes of JSON per message would make a storm of them slow enough to stall the workflow.
+const maxDecisionBytes = 64 << 10
+
+func (w *versionWF) decode(raw RawPayload) (Decision, error) {
+	if w.bv >= versionV1 && len(raw.Data) > maxDecisionBytes {
+		return Decision{}, fmt.Errorf("payload of %d bytes is not a decision: a decision is at most %d bytes (approver %d, comment %d)",
+			len(raw.Data), maxDecisionBytes, MaxActorBytes, MaxCommentBytes)
+	}
+	return decodeDecision(raw, w.policyV1)
 }

@@ -53,6 +53,12 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 		w.watchSignals(ctx)
 		// Audit rows the previous run had not written yet.
 		w.audit, w.refusalsOut = in.PendingAudit, in.PendingRefusals
+		for _, d := range w.audit {
+			w.auditSize += decisionBytes(d)
+		}
+		for _, r := range w.refusalsOut {
+			w.auditSize += refusalBytes(r)
+		}
 		if len(w.audit) > 0 || len(w.refusalsOut) > 0 {
 			w.kickFlusher(ctx)
 		}
@@ -121,6 +127,7 @@ type versionWF struct {
 	refusalsOut []catalog.Refusal
 	flushing    bool
 	continuing  bool
+	auditSize   int
 }
 
 var storeActivityOptions = workflow.ActivityOptions{

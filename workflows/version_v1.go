@@ -74,16 +74,15 @@ func (w *versionWF) shouldContinueAsNew(ctx workflow.Context) bool {
 // maxCarriedAuditBytes bounds the audit rows a continue-as-new carries; a larger queue is written first.
 const maxCarriedAuditBytes = 256 << 10
 
-func (w *versionWF) auditBytes() int {
-	n := 0
-	for _, d := range w.audit {
-		n += 200 + len(d.Approver) + len(d.Comment) + len(d.Digest) + len(d.Reason)
-	}
-	for _, r := range w.refusalsOut {
-		n += 200 + len(r.Name) + len(r.Reason) + len(r.Payload)
-	}
-	return n
+// auditBytes is the size of the audit queue, kept as a running total: it is asked on every event while
+// the history is long, and a storm queues thousands of rows.
+func (w *versionWF) auditBytes() int { return w.auditSize }
+
+func decisionBytes(d catalog.Decision) int {
+	return 200 + len(d.Approver) + len(d.Comment) + len(d.Digest) + len(d.Reason)
 }
+
+func refusalBytes(r catalog.Refusal) int { return 200 + len(r.Name) + len(r.Reason) + len(r.Payload) }
 
 func (w *versionWF) maxEvents() int {
 	if w.in.MaxHistoryEvents > 0 {
@@ -170,12 +169,14 @@ func (w *versionWF) queueRefusal(ctx workflow.Context, name, via, reason string,
 		Payload: clip(payload, catalog.MaxRefusalPayload), At: workflow.Now(ctx).UTC(),
 	}
 	w.refusalsOut = append(w.refusalsOut, r)
+	w.auditSize += refusalBytes(r)
 	w.kickFlusher(ctx)
 }
 
 // queueDecision appends one row to the decisions audit, in order, through the flusher.
 func (w *versionWF) queueDecision(ctx workflow.Context, d catalog.Decision) {
 	w.audit = append(w.audit, d)
+	w.auditSize += decisionBytes(d)
 	w.kickFlusher(ctx)
 }
 
@@ -200,6 +201,9 @@ func (w *versionWF) kickFlusher(ctx workflow.Context) {
 				if err := workflow.ExecuteActivity(actx, a.RecordDecisions, batch).Get(gctx, nil); err != nil {
 					workflow.GetLogger(gctx).Error("decisions not recorded in the catalog", "count", n, "error", err)
 				}
+				for _, d := range w.audit[:n] {
+					w.auditSize -= decisionBytes(d)
+				}
 				w.audit = w.audit[n:]
 			}
 			for len(w.refusalsOut) > 0 {
@@ -207,6 +211,7 @@ func (w *versionWF) kickFlusher(ctx workflow.Context) {
 				if err := workflow.ExecuteActivity(actx, a.RecordRefusal, r).Get(gctx, nil); err != nil {
 					workflow.GetLogger(gctx).Error("refused message not recorded in the catalog", "name", r.Name, "error", err)
 				}
+				w.auditSize -= refusalBytes(r)
 				w.refusalsOut = w.refusalsOut[1:]
 			}
 		}
@@ -234,7 +239,7 @@ func (w *versionWF) decisionRow(ctx workflow.Context, kind, via string, d Decisi
 // payload is decoded by the same strict decoder and checked by the same rules, and a refusal is audited
 // before it is returned to the sender.
 func (w *versionWF) onDecisionUpdateV1(ctx workflow.Context, kind string, raw RawPayload) (DecisionResult, error) {
-	d, err := decodeDecision(raw, true)
+	d, err := w.decode(raw)
 	if err == nil {
 		err = w.checkDecision(ctx, kind, d)
 	}
