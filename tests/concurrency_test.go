@@ -130,6 +130,29 @@ func TestConcurrentRegistrations(t *testing.T) {
 		d := h.mustStarter("status", "--model", "ops", "--version", "1", "--json")
 		return d, strings.Contains(d, `"stage": "Production"`) && strings.Count(d, "is not waiting for a decision") == 12
 	})
+	// A version waiting for approval continues as new too (the versions inherit maxHistoryEvents 40):
+	// refused decisions grow v2's history, and it keeps waiting, with every refusal kept in count.
+	for i := 0; i < 15; i++ {
+		for attempt := 1; ; attempt++ {
+			out, err := h.cli("workflow", "signal", "--workflow-id", "model/ops/v2", "--name", "approve", "--input", fmt.Sprintf(`{"approver": "early-%d"}`, i))
+			if err == nil {
+				break
+			}
+			if !strings.Contains(out, "workflow is closing") || attempt == 10 {
+				t.Fatalf("signal early-%d: %v\n%s", i, err, out)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor(t, func() (string, bool) {
+		o := h.mustCLI("workflow", "list", "--query", `WorkflowId="model/ops/v2"`, "-o", "json")
+		return o, strings.Count(o, `"runId"`) >= 2
+	})
+	waitFor(t, func() (string, bool) {
+		d := h.mustStarter("status", "--model", "ops", "--version", "2", "--json")
+		return d, strings.Contains(d, `"stage": "PendingApproval"`) && strings.Contains(d, `"rejectedTotal": 15`)
+	})
 	h.recordAllRuns("model/ops", "model-continued-as-new")
 	h.recordAllRuns("model/ops/v1", "version-continued-as-new")
+	h.recordAllRuns("model/ops/v2", "version-pending-continued-as-new")
 }
