@@ -81,6 +81,18 @@ func (a *app) statusCmd() *cobra.Command {
 			}
 			printDescription(a.out, d)
 			printProgress(cmd.Context(), a.out, c, d)
+			// The deployment event of a version in production is in the catalog, where there is one.
+			if cat, err := a.cfg.OpenCatalog(cmd.Context()); err == nil {
+				defer cat.Close()
+				if ds, err := cat.Deliveries(cmd.Context(), model, version); err == nil && len(ds) > 0 {
+					last := ds[len(ds)-1]
+					fmt.Fprintf(a.out, "deployment event: %s %s", last.EventID, last.Status)
+					if last.Error != "" {
+						fmt.Fprintf(a.out, " (%s)", safe(last.Error))
+					}
+					fmt.Fprintln(a.out)
+				}
+			}
 			return nil
 		},
 	}
@@ -210,10 +222,18 @@ func (a *app) listCmd() *cobra.Command {
 				if a.json {
 					return a.printJSON(vs)
 				}
+				ds, err := cat.Deliveries(ctx, model, 0)
+				if err != nil {
+					return err
+				}
+				deployed := map[int]string{} // the last deployment event's state, per version
+				for _, d := range ds {
+					deployed[d.Version] = d.Status
+				}
 				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "VERSION\tSTAGE\tREGISTERED BY\tSOURCE RUN\tUPDATED")
+				fmt.Fprintln(tw, "VERSION\tSTAGE\tDEPLOYMENT EVENT\tREGISTERED BY\tSOURCE RUN\tUPDATED")
 				for _, v := range vs {
-					fmt.Fprintf(tw, "v%d\t%s\t%s\t%s\t%s\n", v.Version, v.Stage, orDash(v.RegisteredBy), orDash(v.SourceRun), v.UpdatedAt.Format(time.RFC3339))
+					fmt.Fprintf(tw, "v%d\t%s\t%s\t%s\t%s\t%s\n", v.Version, v.Stage, orDash(deployed[v.Version]), safe(orDash(v.RegisteredBy)), safe(orDash(v.SourceRun)), v.UpdatedAt.Format(time.RFC3339))
 				}
 				return tw.Flush()
 			})

@@ -57,6 +57,12 @@ func TestDeadReceiverBlocksNothing(t *testing.T) {
 	if out := h.mustStarter("production", "--model", "dead"); !strings.Contains(out, "refused") {
 		t.Fatalf("starter production does not show the refused delivery:\n%s", out)
 	}
+	if out := h.mustStarter("status", "--model", "dead", "--version", "1"); !strings.Contains(out, "deployment event: ") || !strings.Contains(out, "refused") {
+		t.Fatalf("starter status does not show the refused delivery:\n%s", out)
+	}
+	if out := h.mustStarter("list", "--model", "dead"); !strings.Contains(out, "DEPLOYMENT EVENT") || !strings.Contains(out, "refused") {
+		t.Fatalf("starter list does not show the refused delivery:\n%s", out)
+	}
 
 	mu.Lock()
 	status = http.StatusNoContent

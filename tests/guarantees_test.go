@@ -169,3 +169,46 @@ func TestModelWorkflowSurvivesTerminateAndCancel(t *testing.T) {
 	}
 	h.recordHistory("model/phoenix", "model-rebuilt-after-terminate")
 }
+
+// TestModelWorkflowSurvivesReset resets the model's workflow to its first workflow task, as an operator
+// recovering from a bad deploy might: the run that follows re-reads the catalog, so it keeps production,
+// mints the next number, and its next switch archives the right version under a fresh fence.
+func TestModelWorkflowSurvivesReset(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	v1 := h.registerSmall("reset", "a", "trainer", "0.9")
+	if _, err := h.decide("approve", "reset", v1, "alice", h.digestOf("reset", v1)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage("reset", v1, "Production")
+	before, err := h.catalog.GetModel(ctx, "reset")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mustCLI("workflow", "reset", "--workflow-id", "model/reset", "--type", "FirstWorkflowTask", "--reason", "operator test")
+	v2 := h.registerSmall("reset", "b", "trainer", "0.9")
+	if v2 != 2 {
+		t.Fatalf("after a reset the next registration got v%d, want v2", v2)
+	}
+	out := h.mustCLI("workflow", "query", "--workflow-id", "model/reset", "--type", "production")
+	if !strings.Contains(out, `"version": 1`) && !strings.Contains(out, `"version":1`) {
+		t.Fatalf("production after the reset:\n%s", out)
+	}
+	if _, err := h.decide("approve", "reset", v2, "alice", h.digestOf("reset", v2)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage("reset", v2, "Production")
+	h.waitStage("reset", v1, "Archived")
+	after, err := h.catalog.GetModel(ctx, "reset")
+	if err != nil || after.ProductionVersion == nil || *after.ProductionVersion != v2 || after.Seq <= before.Seq {
+		t.Fatalf("catalog pointer after the reset and a promotion: %+v (before: seq %d) %v", after, before.Seq, err)
+	}
+	vs, err := h.catalog.ListVersions(ctx, "reset", catalog.StageProduction)
+	if err != nil || len(vs) != 1 || vs[0].Version != v2 {
+		t.Fatalf("production rows: %+v %v", vs, err)
+	}
+	if out, errOut, err := h.starter("check", "--model", "reset"); err != nil {
+		t.Fatalf("starter check after a reset: %v\n%s%s", err, out, errOut)
+	}
+	h.recordHistory("model/reset", "model-reset-to-first-workflow-task")
+}

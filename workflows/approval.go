@@ -75,11 +75,9 @@ func (w *versionWF) setDecisionHandlers(ctx workflow.Context) error {
 				return err
 			}
 		}
-		return workflow.SetUpdateHandlerWithOptions(ctx, UpdateVerdict, w.onVerdict,
-			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, v Verdict) error {
-				_, err := w.checkVerdict(ctx, v)
-				return err
-			}, Description: "an external validator's verdict: {\"validator\",\"token\",\"passed\",\"reportUrl\",\"detail\"}"})
+		// As for decisions, every verdict reaches the handler, so that a refused one is audited too.
+		return workflow.SetUpdateHandlerWithOptions(ctx, UpdateVerdict, w.onVerdictV1,
+			workflow.UpdateHandlerOptions{Description: "an external validator's verdict: {\"validator\",\"token\",\"passed\",\"reportUrl\",\"detail\"}"})
 	}
 	for _, kind := range []string{UpdateApprove, UpdateReject} {
 		kind := kind

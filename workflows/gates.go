@@ -1,8 +1,11 @@
 package workflows
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -158,4 +161,49 @@ func (w *versionWF) onVerdict(ctx workflow.Context, v Verdict) (DecisionResult, 
 	}
 	w.recordDecision(ctx, UpdateVerdict, "update", Decision{Approver: "validator:" + g.Name, Comment: comment, Digest: w.st.ManifestDigest}, true, "verdict "+g.Status)
 	return DecisionResult{SchemaVersion: SchemaVersion, Stage: w.st.Stage}, nil
+}
+
+// onVerdictV1 decodes a verdict strictly and checks it; a refusal is audited and sent back.
+func (w *versionWF) onVerdictV1(ctx workflow.Context, raw RawPayload) (DecisionResult, error) {
+	var v Verdict
+	err := decodeVerdict(raw)(&v)
+	if err == nil {
+		_, err = w.checkVerdict(ctx, v)
+	}
+	if err != nil {
+		reason := clip([]byte(err.Error()), 1024)
+		w.keepRefused(ctx, RejectedMessage{Name: UpdateVerdict, Via: "update", Reason: reason, Payload: clip(raw.Data, 512), At: workflow.Now(ctx).UTC()})
+		w.queueDecision(ctx, w.decisionRow(ctx, UpdateVerdict, "update", Decision{Approver: "validator:" + clip([]byte(v.Validator), 100)}, false, reason))
+		return DecisionResult{}, refused("%s", reason)
+	}
+	return w.onVerdict(ctx, v)
+}
+
+// decodeVerdict is the verdict's strict decoder (unknown fields and trailing data refused); see
+// decodeDecision.
+//
+//workflowcheck:ignore
+func decodeVerdict(raw RawPayload) func(*Verdict) error {
+	return func(v *Verdict) error {
+		switch {
+		case raw.DecodeError != "":
+			return fmt.Errorf("payload does not decode: %s", raw.DecodeError)
+		case raw.Encoding != "json/plain":
+			return fmt.Errorf("payload encoding %q is not json/plain", raw.Encoding)
+		case len(raw.Data) > maxDecisionBytes:
+			return fmt.Errorf("payload of %d bytes is not a verdict: a verdict is at most %d bytes", len(raw.Data), maxDecisionBytes)
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw.Data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return fmt.Errorf(`payload is not a verdict {"validator": string, "token": string, "passed": bool, "reportUrl": string, "detail": string}: %v`, err)
+		}
+		if t := bytes.TrimLeft(raw.Data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+			return errors.New("payload is not a verdict: not a JSON object")
+		}
+		if len(bytes.TrimLeft(raw.Data[dec.InputOffset():], " \t\r\n")) > 0 {
+			return errors.New("payload has data after the verdict object")
+		}
+		return nil
+	}
 }

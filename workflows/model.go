@@ -187,9 +187,6 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 				if req.SchemaVersion != SchemaVersion {
 					return fmt.Errorf("schemaVersion %d is not supported (want %d)", req.SchemaVersion, SchemaVersion)
 				}
-				if req.Actor == "" {
-					return errors.New("rollback needs an actor (who is rolling back)")
-				}
 				if len(req.Actor) > MaxActorBytes || len(req.Reason) > MaxReasonBytes {
 					return fmt.Errorf("actor (max %d bytes) or reason (max %d bytes) is too long", MaxActorBytes, MaxReasonBytes)
 				}

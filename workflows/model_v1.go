@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -273,6 +274,9 @@ func (m *modelWF) rollbackV1(ctx workflow.Context, req RollbackRequest) (Product
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	if err := workflow.Await(ctx, func() bool { return m.loaded }); err != nil {
 		return ProductionResult{}, err
+	}
+	if strings.TrimSpace(req.Actor) == "" {
+		return ProductionResult{}, m.refuse(ctx, UpdateRollback, req.To, req, "rollback needs an actor (who is rolling back)")
 	}
 	if err := m.lock.Lock(ctx); err != nil {
 		return ProductionResult{}, err

@@ -366,18 +366,15 @@ func (w *versionWF) setHandlers(ctx workflow.Context) error {
 	}
 	if w.bv >= versionV1 {
 		internal := "internal: sent by the model's workflow during a production switch; refused from anyone else"
+		// No validators: the handlers check (stage, then the switch) and audit what they refuse.
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateArchive, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
 			return w.moveV1(ctx, UpdateArchive, StageProduction, StageArchived, r)
-		}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, r ArchiveRequest) error {
-			return w.checkMove(StageArchived)
-		}, Description: internal}); err != nil {
+		}, workflow.UpdateHandlerOptions{Description: internal}); err != nil {
 			return err
 		}
 		return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRestore, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
 			return w.moveV1(ctx, UpdateRestore, StageArchived, StageProduction, r)
-		}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, r ArchiveRequest) error {
-			return w.checkMove(StageProduction)
-		}, Description: internal})
+		}, workflow.UpdateHandlerOptions{Description: internal})
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateArchive, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
 		return w.move(ctx, StageProduction, StageArchived, r)

@@ -289,7 +289,11 @@ func (w *versionWF) checkSwitch(ctx workflow.Context, name string, r ArchiveRequ
 
 // moveV1 is move for requests that must prove they belong to the model's running switch.
 func (w *versionWF) moveV1(ctx workflow.Context, name, from, to string, r ArchiveRequest) (string, error) {
-	if err := w.checkSwitch(ctx, name, r); err != nil {
+	err := w.checkMove(to)
+	if err == nil {
+		err = w.checkSwitch(ctx, name, r)
+	}
+	if err != nil {
 		raw := encodeJSON(r)
 		reason := fmt.Sprintf("%s refused: %v", name, err)
 		w.keepRefused(ctx, RejectedMessage{Name: name, Via: "update", Reason: reason, Payload: clip(raw, 512), At: workflow.Now(ctx).UTC()})

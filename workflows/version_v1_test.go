@@ -290,7 +290,7 @@ func TestVersionV1ValidatingContinuesAsNewWithItsGates(t *testing.T) {
 	}, time.Minute)
 	env2.RegisterDelayedCallback(func() { endRun(env2) }, 2*time.Hour)
 	env2.ExecuteWorkflow(ModelVersionWorkflow, next)
-	require.ErrorContains(t, wrong.rejected, "token does not match")
+	require.ErrorContains(t, wrong.completeErr, "token does not match")
 	require.NoError(t, right.completeErr)
 	require.Contains(t, au2.stages, StagePendingApproval, "the resumed run finished validation with the verdict")
 }
