@@ -114,7 +114,6 @@ type modelWF struct {
 	refusals       int
 	switching      *SwitchInfo
 	cancelDelivery workflow.CancelFunc
-	delivering     int
 }
 
 func (m *modelWF) setHandlers(ctx workflow.Context) error {

@@ -160,22 +160,27 @@ func (m *modelWF) mintAndStart(ctx workflow.Context, req RegisterRequest) (Regis
 // refuse records a message the model's workflow refused (best effort: the audit must not block the
 // model) and returns the refusal for its sender.
 func (m *modelWF) refuse(ctx workflow.Context, name string, version int, payload any, reason string) error {
-	raw := encodeJSON(payload)
 	reason = clip([]byte(reason), catalog.MaxRefusalReason)
+	if err := m.recordRefusal(ctx, name, "update", version, encodeJSON(payload), reason); err != nil {
+		workflow.GetLogger(ctx).Error("refused message not recorded in the catalog", "name", name, "error", err)
+	}
+	return refused("%s", reason)
+}
+
+// recordRefusal writes one refused message to the catalog's audit; its id is unique per run.
+func (m *modelWF) recordRefusal(ctx workflow.Context, name, via string, version int, payload []byte, reason string) error {
 	m.refusals++
 	info := workflow.GetInfo(ctx)
 	r := catalog.Refusal{
 		WorkflowID: info.WorkflowExecution.ID, ID: fmt.Sprintf("%s/%d", info.WorkflowExecution.RunID, m.refusals),
-		Model: m.in.Model, Version: version, Name: name, Via: "update", Reason: reason, Payload: string(raw), At: workflow.Now(ctx).UTC(),
+		Model: m.in.Model, Version: version, Name: clip([]byte(name), 200), Via: via, Reason: reason,
+		Payload: string(payload), At: workflow.Now(ctx).UTC(),
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
 	})
-	if err := workflow.ExecuteActivity(actx, a.RecordRefusal, r).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Error("refused message not recorded in the catalog", "name", name, "error", err)
-	}
-	return refused("%s", reason)
+	return workflow.ExecuteActivity(actx, a.RecordRefusal, r).Get(ctx, nil)
 }
 
 // inspect asks the version's workflow for what a promotion depends on.
@@ -448,9 +453,7 @@ func (m *modelWF) runDelivery(ctx workflow.Context) {
 	}
 	dctx, cancel := workflow.WithCancel(m.root)
 	m.cancelDelivery = cancel
-	m.delivering++
 	workflow.Go(dctx, func(gctx workflow.Context) {
-		defer func() { m.delivering-- }()
 		m.recordDelivery(gctx, d)
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, deliveryActivityOptions), a.NotifyDeployment, d.Event).Get(gctx, nil)
 		if d.Status != DeliveryPending {
@@ -537,16 +540,7 @@ func (m *modelWF) watchUnknownSignals(ctx workflow.Context) {
 }
 
 func (m *modelWF) refuseSignal(ctx workflow.Context, name string, payload []byte) error {
-	m.refusals++
-	info := workflow.GetInfo(ctx)
-	r := catalog.Refusal{
-		WorkflowID: info.WorkflowExecution.ID, ID: fmt.Sprintf("%s/%d", info.WorkflowExecution.RunID, m.refusals),
-		Model: m.in.Model, Name: clip([]byte(name), 200), Via: "signal", Payload: clip(payload, catalog.MaxRefusalPayload), At: workflow.Now(ctx).UTC(),
-		Reason: fmt.Sprintf("unknown signal %q: the model's workflow takes no signals; its messages are the updates %s, %s and %s", clip([]byte(name), 200), UpdateRegister, UpdateRollback, UpdateRedeliver),
-	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
-	})
-	return workflow.ExecuteActivity(actx, a.RecordRefusal, r).Get(ctx, nil)
+	return m.recordRefusal(ctx, name, "signal", 0, []byte(clip(payload, catalog.MaxRefusalPayload)), fmt.Sprintf(
+		"unknown signal %q: the model's workflow takes no signals; its messages are the updates %s, %s and %s",
+		clip([]byte(name), 200), UpdateRegister, UpdateRollback, UpdateRedeliver))
 }
