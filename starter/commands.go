@@ -13,31 +13,17 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/control"
 	"github.com/modelreg/modelreg/internal/names"
 	"github.com/modelreg/modelreg/workflows"
 )
 
-func temporalSA(model string) temporal.SearchAttributes {
-	return temporal.NewSearchAttributes(workflows.SAModelName.ValueSet(model))
-}
-
 func describeVersion(ctx context.Context, c client.Client, model string, version int) (workflows.VersionDescription, error) {
-	var d workflows.VersionDescription
-	v, err := c.QueryWorkflow(ctx, workflows.VersionWorkflowID(model, version), "", workflows.QueryDescribe)
-	if err != nil {
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			return d, fmt.Errorf("model %q has no version %d (no workflow %s)", model, version, workflows.VersionWorkflowID(model, version))
-		}
-		return d, err
-	}
-	return d, v.Get(&d)
+	return control.DescribeVersion(ctx, c, model, version)
 }
 
 func modelVersionFlags(cmd *cobra.Command, model *string, version *int) {
@@ -500,24 +486,10 @@ func (a *app) rollbackCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			var res workflows.ProductionResult
 			req := workflows.RollbackRequest{SchemaVersion: workflows.SchemaVersion, To: to, Actor: actor, Reason: reason}
-			err = update(cmd.Context(), c, workflows.ModelWorkflowID(model), workflows.UpdateRollback, req, &res)
-			var nf *serviceerror.NotFound
-			if errors.As(err, &nf) {
-				// The model's workflow is not running (an operator terminated it): start it, and it
-				// rebuilds itself from the catalog before it takes the rollback.
-				op := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-					ID: workflows.ModelWorkflowID(model), TaskQueue: workflows.TaskQueue,
-					WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-				}, workflows.ModelWorkflowType, workflows.ModelInput{SchemaVersion: workflows.SchemaVersion, Model: model})
-				var h client.WorkflowUpdateHandle
-				h, err = c.UpdateWithStartWorkflow(cmd.Context(), client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op,
-					UpdateOptions: client.UpdateWorkflowOptions{UpdateName: workflows.UpdateRollback, Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted}})
-				if err == nil {
-					err = h.Get(cmd.Context(), &res)
-				}
-			}
+			// An update-with-start: if an operator terminated the model's workflow, a fresh run rebuilds
+			// itself from the catalog before it takes the rollback.
+			res, err := control.Rollback(cmd.Context(), c, model, req)
 			if err != nil {
 				return fmt.Errorf("rollback refused: %w", err)
 			}

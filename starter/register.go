@@ -3,24 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/modelreg/modelreg/internal/artifact"
+	"github.com/modelreg/modelreg/internal/control"
 	"github.com/modelreg/modelreg/internal/names"
 	"github.com/modelreg/modelreg/workflows"
 )
@@ -250,22 +246,9 @@ func preflight(req workflows.RegisterRequest, key string, files []artifact.Local
 // registration returns its version instead of minting a duplicate.
 func contentKey(r workflows.RegisterRequest) string { return contentKeyFiles(r, r.Source.Files) }
 
-// contentKeyFiles is contentKey over the given files, which a request with a listing does not carry; the
-// key of a set of files is the same whether they travel inline or in a listing.
+// contentKeyFiles is contentKey over the given files, which a request with a listing does not carry.
 func contentKeyFiles(r workflows.RegisterRequest, listed []artifact.FileEntry) string {
-	h := sha256.New()
-	files := append([]artifact.FileEntry(nil), listed...)
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
-	b, _ := json.Marshal(struct {
-		M  string
-		U  string
-		F  []artifact.FileEntry
-		Me map[string]float64
-		P  map[string]string
-		S  string
-	}{r.Model, r.Source.URI, files, r.Metrics, r.Params, r.SourceRun})
-	h.Write(b)
-	return "content-" + hex.EncodeToString(h.Sum(nil))[:40]
+	return control.ContentKey(r, listed)
 }
 
 // uploadConcurrency is how many files are uploaded at once: a version of many small files is bound by
@@ -332,30 +315,7 @@ func (a *app) register(ctx context.Context, req workflows.RegisterRequest) (work
 		return workflows.RegisterResult{}, err
 	}
 	defer c.Close()
-	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       workflows.ModelWorkflowID(req.Model),
-		TaskQueue:                workflows.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes:    temporalSA(req.Model),
-	}, workflows.ModelWorkflowType, workflows.ModelInput{SchemaVersion: workflows.SchemaVersion, Model: req.Model})
-	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: start,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			// No fixed update ID: the handler itself is idempotent on the key and reports existing=true,
-			// which a server-side deduplicated update would not.
-			UpdateName:   workflows.UpdateRegister,
-			Args:         []any{req},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		},
-	})
-	if err != nil {
-		return workflows.RegisterResult{}, fmt.Errorf("register: %w", err)
-	}
-	var res workflows.RegisterResult
-	if err := h.Get(ctx, &res); err != nil {
-		return res, fmt.Errorf("register: %w", err)
-	}
-	return res, nil
+	return control.Register(ctx, c, req)
 }
 
 // follow prints each stage the version enters until it waits for a human or ends.

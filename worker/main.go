@@ -42,6 +42,8 @@ func run(logger *slog.Logger) error {
 	tempBase := flag.String("temp-dir", filepath.Join(os.TempDir(), "modelreg-import"),
 		"where files imported from s3:// sources are staged; each worker has its own subdirectory, and the subdirectories of dead workers are removed at start")
 	partSizeMiB := flag.Int64("part-size-mib", 0, fmt.Sprintf("S3 multipart part size in MiB for imports (default $MODELREG_S3_PART_SIZE_MIB or %d)", artifact.DefaultPartSize>>20))
+	httpAddr := flag.String("http", "", "serve the HTTP API, web page and /metrics on this address (default $MODELREG_HTTP_ADDR; with --dev 127.0.0.1:8080; \"off\" disables)")
+	tokensFile := flag.String("api-tokens", "", "JSON file mapping bearer tokens to principals and roles (default $MODELREG_API_TOKENS_FILE; with --dev a generated admin token in <data-dir>/api-token)")
 	concurrency := flag.Int("upload-concurrency", 0, fmt.Sprintf("parts of one file uploaded at once (default $MODELREG_S3_CONCURRENCY or %d)", artifact.DefaultConcurrency))
 	flag.Parse()
 
@@ -118,6 +120,20 @@ func run(logger *slog.Logger) error {
 		return err
 	}
 	defer w.Stop()
+	addr := firstNonEmpty(*httpAddr, os.Getenv("MODELREG_HTTP_ADDR"))
+	if addr == "" && *dev {
+		addr = "127.0.0.1:8080"
+	}
+	if addr != "" && addr != "off" {
+		stopHTTP, err := serveHTTP(ctx, logger, httpOptions{
+			Addr: addr, Dev: *dev, DataDir: cfg.DataDir, TokensFile: firstNonEmpty(*tokensFile, os.Getenv("MODELREG_API_TOKENS_FILE")),
+			Catalog: cat, Store: store, Temporal: c,
+		})
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
 	// Whether secrets are configured, never their values (a key's id is not secret).
 	keyID := ""
 	if len(cfg.PayloadKeys) > 0 {

@@ -124,7 +124,7 @@ func (m *modelWF) mintAndStart(ctx workflow.Context, req RegisterRequest) (Regis
 	var mint activities.MintResult
 	row := catalog.Version{
 		Model: m.in.Model, Stage: StageRegistered, IdempotencyKey: req.IdempotencyKey,
-		Metrics: req.Metrics, Params: req.Params, SourceRun: req.SourceRun, RegisteredBy: req.RegisteredBy, Seq: 1,
+		Metrics: req.Metrics, Params: req.Params, Tags: req.Tags, SourceRun: req.SourceRun, RegisteredBy: req.RegisteredBy, Seq: 1,
 	}
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, mintActivityOptions), a.MintVersion, row).Get(ctx, &mint); err != nil {
 		return res, temporal.NewApplicationError("the registration could not be recorded in the catalog (retry with the same idempotency key): "+rootMessage(err), "CatalogUnavailable")

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelreg/modelreg/activities"
 	"github.com/modelreg/modelreg/internal/artifact"
@@ -102,6 +103,8 @@ const (
 	// MaxMetrics and MaxParams bound the number of metrics and params.
 	MaxMetrics = 1000
 	MaxParams  = 1000
+	// MaxTags bounds tags; a tag's key is 1-128 bytes and its value at most 256.
+	MaxTags = 64
 	// MaxRequestBytes bounds the whole request encoded as JSON.
 	MaxRequestBytes = 256 << 10
 	// MaxActorBytes bounds registeredBy; MaxSourceRunBytes bounds sourceRun.
@@ -118,8 +121,10 @@ type RegisterRequest struct {
 	Source         ArtifactSource     `json:"source"`
 	Metrics        map[string]float64 `json:"metrics,omitempty"`
 	Params         map[string]string  `json:"params,omitempty"`
-	SourceRun      string             `json:"sourceRun,omitempty"`
-	RegisteredBy   string             `json:"registeredBy,omitempty"`
+	// Tags are labels to find versions by (team, dataset, framework); the HTTP API filters on them.
+	Tags         map[string]string `json:"tags,omitempty"`
+	SourceRun    string            `json:"sourceRun,omitempty"`
+	RegisteredBy string            `json:"registeredBy,omitempty"`
 }
 
 var keyRe = regexp.MustCompile(`^[A-Za-z0-9._:/@+=-]{1,200}$`)
@@ -150,6 +155,9 @@ func (r RegisterRequest) Validate() error {
 		if v := r.Params[k]; k == "" || len(k) > 200 || len(v) > 4096 {
 			return fmt.Errorf("param %q: names must be 1-200 bytes and values at most 4096 bytes", k)
 		}
+	}
+	if err := ValidateTags(r.Tags); err != nil {
+		return err
 	}
 	if len(r.SourceRun) > MaxSourceRunBytes || len(r.RegisteredBy) > MaxActorBytes {
 		return fmt.Errorf("sourceRun (max %d bytes) or registeredBy (max %d bytes) is too long", MaxSourceRunBytes, MaxActorBytes)
@@ -219,6 +227,20 @@ func ValidateMetrics(m map[string]float64) error {
 		}
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("metric %q is %v: metrics must be finite numbers", k, v)
+		}
+	}
+	return nil
+}
+
+// ValidateTags reports the first tag that breaks the bounds, in key order.
+func ValidateTags(t map[string]string) error {
+	if len(t) > MaxTags {
+		return fmt.Errorf("tags: %d tags, at most %d are allowed", len(t), MaxTags)
+	}
+	//workflowcheck:ignore
+	for _, k := range slices.Sorted(maps.Keys(t)) {
+		if k == "" || len(k) > 128 || len(t[k]) > 256 || !utf8.ValidString(k) || !utf8.ValidString(t[k]) {
+			return fmt.Errorf("tag %q: keys must be 1-128 bytes and values at most 256 bytes, both UTF-8", k)
 		}
 	}
 	return nil

@@ -1193,7 +1193,7 @@ func testProductionAt(t *testing.T, url string) {
 }
 
 // testMigrateFrom00001 builds a database the way a build with only the first migration did, fills it
-// through the catalog (whose writes never name the columns 00002 adds), and migrates it forward: the
+// with the version rows that build wrote and transitions recorded through the catalog, and migrates it forward: the
 // trail keeps its rows and their recording order, new rows are recorded after them, and the new table
 // works. Then the down migration and the up migration again, on the same data.
 func testMigrateFrom00001(t *testing.T, url string) {
@@ -1211,8 +1211,11 @@ func testMigrateFrom00001(t *testing.T, url string) {
 		t.Fatal("RecordDecision worked before the decisions migration: the test is not starting from 00001")
 	}
 
-	create(t, c, "fraud", 1)
-	create(t, c, "fraud", 2)
+	for n := 1; n <= 2; n++ {
+		if err := c.CreateLegacyVersion(ctx, version("fraud", n, fmt.Sprintf("key-%d", n))); err != nil {
+			t.Fatalf("create fraud v%d at 00001: %v", n, err)
+		}
+	}
 	base := time.Now().UTC().Truncate(time.Microsecond).Add(time.Hour)
 	tie := base.Add(2 * time.Second)
 	rec := func(n int, seq int64, from, to string, at time.Time) {

@@ -9,3 +9,15 @@ func (c *Catalog) MigrateTo(ctx context.Context, version int64) error { return c
 func (c *Catalog) MigrateDownTo(ctx context.Context, version int64) error {
 	return c.migrateDown(ctx, version)
 }
+
+// CreateLegacyVersion inserts a version row naming only the columns of migration 00001, as a build of
+// that time did.
+func (c *Catalog) CreateLegacyVersion(ctx context.Context, v Version) error {
+	if err := ensureModel(ctx, c.db, v.Model); err != nil {
+		return err
+	}
+	at := now()
+	_, err := c.db.ExecContext(ctx, c.db.Rebind(`INSERT INTO versions (model, version, stage, idempotency_key, workflow_id,
+		seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), v.Model, v.Version, StageRegistered, v.IdempotencyKey, v.WorkflowID, v.Seq, at, at)
+	return err
+}

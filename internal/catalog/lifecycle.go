@@ -77,9 +77,7 @@ func (c *Catalog) MintVersion(ctx context.Context, v Version) (out Version, exis
 		if err != nil {
 			return err
 		}
-		if _, err := tx.NamedExecContext(ctx, `INSERT INTO versions (`+versionColumns+`) VALUES (
-			:model, :version, :stage, :idempotency_key, :workflow_id, :manifest_uri, :manifest_digest,
-			:metrics, :params, :source_run, :registered_by, :seq, :created_at, :updated_at)`, row); err != nil {
+		if _, err := tx.NamedExecContext(ctx, insertVersionSQL, row); err != nil {
 			return fmt.Errorf("catalog: create model %q v%d: %w", v.Model, v.Version, err)
 		}
 		first := transitionRow{Model: v.Model, Version: v.Version, Seq: v.Seq, To: v.Stage, Actor: v.RegisteredBy, Reason: "registered", At: row.CreatedAt}

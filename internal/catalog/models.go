@@ -137,9 +137,7 @@ func (c *Catalog) SetProduction(ctx context.Context, model string, version *int,
 func (c *Catalog) Production(ctx context.Context, model string) (Version, error) {
 	var r versionRow
 	err := c.db.GetContext(ctx, &r, c.db.Rebind(`
-		SELECT v.model, v.version, v.stage, v.idempotency_key, v.workflow_id, v.manifest_uri,
-			v.manifest_digest, v.metrics, v.params, v.source_run, v.registered_by, v.seq,
-			v.created_at, v.updated_at
+		SELECT `+versionColumnsOf("v")+`
 		FROM models m JOIN versions v ON v.model = m.name AND v.version = m.production_version
 		WHERE m.name = ?`), model)
 	if errors.Is(err, sql.ErrNoRows) {

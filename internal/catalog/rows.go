@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -71,6 +72,7 @@ type versionRow struct {
 	ManifestDigest string    `db:"manifest_digest"`
 	Metrics        string    `db:"metrics"`
 	Params         string    `db:"params"`
+	Tags           string    `db:"tags"`
 	SourceRun      string    `db:"source_run"`
 	RegisteredBy   string    `db:"registered_by"`
 	Seq            int64     `db:"seq"`
@@ -79,7 +81,21 @@ type versionRow struct {
 }
 
 const versionColumns = `model, version, stage, idempotency_key, workflow_id, manifest_uri, manifest_digest,
-	metrics, params, source_run, registered_by, seq, created_at, updated_at`
+	metrics, params, tags, source_run, registered_by, seq, created_at, updated_at`
+
+// versionColumnsOf is versionColumns qualified by a table alias, for joins.
+func versionColumnsOf(alias string) string {
+	cols := strings.Split(versionColumns, ",")
+	for i, c := range cols {
+		cols[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
+
+// insertVersionSQL inserts a versionRow; CreateVersion appends its conflict clause.
+const insertVersionSQL = `INSERT INTO versions (` + versionColumns + `) VALUES (
+	:model, :version, :stage, :idempotency_key, :workflow_id, :manifest_uri, :manifest_digest,
+	:metrics, :params, :tags, :source_run, :registered_by, :seq, :created_at, :updated_at)`
 
 func newVersionRow(v Version, at time.Time) (versionRow, error) {
 	metrics, err := encodeMetrics(v.Metrics)
@@ -89,6 +105,10 @@ func newVersionRow(v Version, at time.Time) (versionRow, error) {
 	params, err := json.Marshal(nonNil(v.Params))
 	if err != nil {
 		return versionRow{}, fmt.Errorf("catalog: model %q v%d: encode params: %w", v.Model, v.Version, err)
+	}
+	tags, err := json.Marshal(nonNil(v.Tags))
+	if err != nil {
+		return versionRow{}, fmt.Errorf("catalog: model %q v%d: encode tags: %w", v.Model, v.Version, err)
 	}
 	return versionRow{
 		Model:          v.Model,
@@ -100,6 +120,7 @@ func newVersionRow(v Version, at time.Time) (versionRow, error) {
 		ManifestDigest: v.ManifestDigest,
 		Metrics:        metrics,
 		Params:         string(params),
+		Tags:           string(tags),
 		SourceRun:      v.SourceRun,
 		RegisteredBy:   v.RegisteredBy,
 		Seq:            v.Seq,
@@ -129,6 +150,11 @@ func (r versionRow) version() (Version, error) {
 	if err := json.Unmarshal([]byte(r.Params), &v.Params); err != nil {
 		return Version{}, fmt.Errorf("catalog: decode params of model %q v%d: %w", r.Model, r.Version, err)
 	}
+	if r.Tags != "" {
+		if err := json.Unmarshal([]byte(r.Tags), &v.Tags); err != nil {
+			return Version{}, fmt.Errorf("catalog: decode tags of model %q v%d: %w", r.Model, r.Version, err)
+		}
+	}
 	// An empty JSON object decodes to an empty map; nil keeps "no metrics" equal to what was written
 	// when the caller passed none.
 	if len(v.Metrics) == 0 {
@@ -136,6 +162,9 @@ func (r versionRow) version() (Version, error) {
 	}
 	if len(v.Params) == 0 {
 		v.Params = nil
+	}
+	if len(v.Tags) == 0 {
+		v.Tags = nil
 	}
 	return v, nil
 }

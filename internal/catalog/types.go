@@ -110,6 +110,7 @@ type Version struct {
 	ManifestDigest string             `json:"manifestDigest,omitempty"`
 	Metrics        map[string]float64 `json:"metrics,omitempty"`
 	Params         map[string]string  `json:"params,omitempty"`
+	Tags           map[string]string  `json:"tags,omitempty"`
 	SourceRun      string             `json:"sourceRun,omitempty"`
 	RegisteredBy   string             `json:"registeredBy,omitempty"`
 	Seq            int64              `json:"seq"`

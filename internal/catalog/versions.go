@@ -52,10 +52,7 @@ func (c *Catalog) CreateVersion(ctx context.Context, v Version) error {
 		}
 		// DO NOTHING with no conflict target covers the primary key, the idempotency key and the
 		// one-Production index alike; which one held is worked out below, from what is stored.
-		res, err := tx.NamedExecContext(ctx, `INSERT INTO versions (`+versionColumns+`) VALUES (
-			:model, :version, :stage, :idempotency_key, :workflow_id, :manifest_uri, :manifest_digest,
-			:metrics, :params, :source_run, :registered_by, :seq, :created_at, :updated_at)
-			ON CONFLICT DO NOTHING`, row)
+		res, err := tx.NamedExecContext(ctx, insertVersionSQL+` ON CONFLICT DO NOTHING`, row)
 		if err != nil {
 			return fmt.Errorf("catalog: create model %q v%d: %w", v.Model, v.Version, err)
 		}
