@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/metrics"
 )
 
 // Activities carries the dependencies of every activity.
@@ -44,6 +46,8 @@ type Activities struct {
 	// WebhookSecret (MODELREG_WEBHOOK_SECRET) signs every POST the registry makes with SignatureHeader;
 	// empty means requests go unsigned.
 	WebhookSecret []byte
+	// Metrics counts what the activities do; nil counts nothing.
+	Metrics *metrics.Registry
 }
 
 // Error types callers may match on; they are not retried.
@@ -83,6 +87,9 @@ func (a *Activities) RecordTransition(ctx context.Context, t catalog.Transition)
 	applied, err := a.Catalog.RecordTransition(ctx, t)
 	if err != nil {
 		return err
+	}
+	if applied {
+		a.observeTransition(ctx, t)
 	}
 	if !applied {
 		// Not applied: a retry of this very transition (the row holds its seq), or the row is past it,
@@ -159,7 +166,7 @@ func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput)
 			return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(
 				"this registry has no S3 client configured for s3:// sources (set MODELREG_SOURCE_S3_* or MODELREG_S3_*)", ErrTypeBadSource, nil)
 		}
-		imported, err := artifact.ImportS3Prefix(ctx, a.SourceS3, in.SourceURI, a.Store, a.TempDir, heartbeat(ctx))
+		imported, err := artifact.ImportS3Prefix(ctx, a.SourceS3, in.SourceURI, meteredStore{a.Store, a.Metrics}, a.TempDir, heartbeat(ctx))
 		if err != nil {
 			if errors.Is(err, artifact.ErrNotFound) {
 				return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadSource, err)
@@ -223,6 +230,7 @@ func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput)
 	for _, f := range files {
 		total += f.Size
 	}
+	a.Metrics.ManifestWritten(total)
 	return StoreArtifactsResult{ManifestURI: uri, ManifestDigest: digest, Files: len(files), TotalBytes: total}, nil
 }
 
@@ -494,4 +502,51 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 		return nil, err
 	}
 	return out, nil
+}
+
+// observeTransition counts an applied transition and, for a decision, how long the version waited.
+func (a *Activities) observeTransition(ctx context.Context, t catalog.Transition) {
+	if a.Metrics == nil {
+		return
+	}
+	a.Metrics.Transitioned(t.From, t.To)
+	if t.From != catalog.StagePendingApproval || (t.To != catalog.StageApproved && t.To != catalog.StageRejected) {
+		return
+	}
+	trail, err := a.Catalog.Transitions(ctx, t.Model, t.Version)
+	if err != nil {
+		return // a metric is not worth failing a transition over
+	}
+	at := t.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	for i := len(trail) - 1; i >= 0; i-- {
+		if trail[i].To == catalog.StagePendingApproval {
+			a.Metrics.ApprovalWaited(strings.ToLower(t.To), at.Sub(trail[i].At))
+			return
+		}
+	}
+}
+
+// meteredStore counts the bytes an import writes and the bytes it finds already stored. PutFile's
+// progress ends at the file's size for a blob already stored and at twice the size for one it wrote
+// (artifact.Progress), which tells the two apart without a second request.
+type meteredStore struct {
+	artifact.Store
+	m *metrics.Registry
+}
+
+func (s meteredStore) PutFile(ctx context.Context, localPath string, progress artifact.Progress) (artifact.FileEntry, error) {
+	var done int64
+	e, err := s.Store.PutFile(ctx, localPath, func(n int64) {
+		done = n
+		if progress != nil {
+			progress(n)
+		}
+	})
+	if err == nil {
+		s.m.BlobPut(e.Size, done <= e.Size)
+	}
+	return e, err
 }

@@ -27,6 +27,7 @@ func (a *Activities) MintVersion(ctx context.Context, v catalog.Version) (MintRe
 	if err != nil {
 		return MintResult{}, err
 	}
+	a.Metrics.Registered(existing)
 	return MintResult{Version: out, Existing: existing}, nil
 }
 
@@ -184,7 +185,13 @@ func (a *Activities) SetProductionFenced(ctx context.Context, in SetProductionIn
 
 // RecordDelivery writes the state of a deployment event to the catalog.
 func (a *Activities) RecordDelivery(ctx context.Context, d catalog.Delivery) error {
-	return a.Catalog.RecordDelivery(ctx, d)
+	if err := a.Catalog.RecordDelivery(ctx, d); err != nil {
+		return err
+	}
+	if d.Status != catalog.DeliveryPending {
+		a.Metrics.Delivered(d.Status)
+	}
+	return nil
 }
 
 // ArchiveClosedInput names a version whose lifecycle workflow is closed while its catalog row says

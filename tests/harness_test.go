@@ -5,6 +5,8 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/modelreg/modelreg/activities"
+	"github.com/modelreg/modelreg/internal/api"
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
 	"github.com/modelreg/modelreg/internal/testenv"
@@ -81,6 +84,9 @@ type harness struct {
 	catalog   *catalog.Catalog
 	// The builds the harness runs (buildBinaries', unless an older release's).
 	workerBin, starterBin string
+	// apiURL is the worker's HTTP API (harnessOptions.api); apiTokens are its principals' tokens.
+	apiURL    string
+	apiTokens map[string]string
 }
 
 func newHarness(t testing.TB) *harness { return newHarnessWith(t, harnessOptions{}) }
@@ -91,6 +97,16 @@ func newHarness(t testing.TB) *harness { return newHarnessWith(t, harnessOptions
 type harnessOptions struct {
 	workerBin, starterBin string
 	noMigrate             bool
+	// api serves the HTTP API on a free port with the principals of apiPrincipals.
+	api bool
+}
+
+// apiPrincipals are the HTTP API's principals in tests: name → roles by model pattern.
+var apiPrincipals = map[string]map[string][]string{
+	"alice": {"*": {"approve"}},
+	"bob":   {"other-*": {"approve"}},
+	"ci":    {"*": {"register"}},
+	"ops":   {"*": {"rollback", "admin"}},
 }
 
 func newHarnessWith(t testing.TB, opts harnessOptions) *harness {
@@ -140,8 +156,48 @@ func newHarnessWith(t testing.TB, opts harnessOptions) *harness {
 	}
 	t.Cleanup(func() { cat.Close() })
 	h.catalog = cat
+	if opts.api {
+		h.enableAPI()
+	}
 	h.startWorker()
 	return h
+}
+
+// enableAPI has the worker serve its HTTP API on a free port with a tokens file of apiPrincipals.
+func (h *harness) enableAPI() {
+	h.t.Helper()
+	tf := api.TokenFile{}
+	h.apiTokens = map[string]string{}
+	for name, roles := range apiPrincipals {
+		tok := "test-token-" + name + "-0123456789abcdef"
+		sum := sha256.Sum256([]byte(tok))
+		h.apiTokens[name] = tok
+		tf.Principals = append(tf.Principals, api.PrincipalEntry{Name: name, TokenSHA256: hex.EncodeToString(sum[:]), Roles: roles})
+	}
+	b, _ := json.Marshal(tf)
+	file := filepath.Join(h.dir, "api-tokens.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(h.t))
+	h.apiURL = "http://" + addr
+	h.env = append(h.env, "MODELREG_HTTP_ADDR="+addr, "MODELREG_API_TOKENS_FILE="+file)
+}
+
+// waitAPI waits until the worker's HTTP API answers its liveness probe.
+func (h *harness) waitAPI() {
+	h.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(h.apiURL + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.t.Fatalf("the worker's HTTP API at %s did not come up", h.apiURL)
 }
 
 func (h *harness) startWorker() {

@@ -16,6 +16,7 @@ import (
 	"github.com/modelreg/modelreg/internal/api"
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/metrics"
 )
 
 type httpOptions struct {
@@ -24,6 +25,7 @@ type httpOptions struct {
 	Catalog                   *catalog.Catalog
 	Store                     artifact.Store
 	Temporal                  client.Client
+	Metrics                   *metrics.Registry
 }
 
 // serveHTTP starts the API server and returns the function that stops it gracefully.
@@ -48,7 +50,7 @@ func serveHTTP(ctx context.Context, logger *slog.Logger, o httpOptions) (func(),
 	default:
 		logger.Warn("no MODELREG_API_TOKENS_FILE: the HTTP API serves reads only and refuses every write")
 	}
-	srv := api.New(api.Options{Catalog: o.Catalog, Store: o.Store, Temporal: o.Temporal, Auth: auth, Logger: logger})
+	srv := api.New(api.Options{Catalog: o.Catalog, Store: o.Store, Temporal: o.Temporal, Auth: auth, Logger: logger, Metrics: o.Metrics})
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP API: %w", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/config"
 	"github.com/modelreg/modelreg/internal/devserver"
+	"github.com/modelreg/modelreg/internal/metrics"
 )
 
 func main() {
@@ -104,6 +105,9 @@ func run(logger *slog.Logger) error {
 	}
 	defer tmp.Release()
 
+	reg := metrics.New()
+	cfg.MetricsHandler = reg.SDKHandler()
+	defer reg.Close()
 	c, err := dialRetry(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -114,6 +118,7 @@ func run(logger *slog.Logger) error {
 		Catalog: cat, Store: store, SourceS3: src, Temporal: c, TempDir: tmp.Path,
 		HTTP:          &http.Client{Timeout: 15 * time.Second},
 		WebhookSecret: []byte(cfg.WebhookSecret),
+		Metrics:       reg,
 	}
 	w := newWorker(c, acts, worker.Options{})
 	if err := w.Start(); err != nil {
@@ -127,7 +132,7 @@ func run(logger *slog.Logger) error {
 	if addr != "" && addr != "off" {
 		stopHTTP, err := serveHTTP(ctx, logger, httpOptions{
 			Addr: addr, Dev: *dev, DataDir: cfg.DataDir, TokensFile: firstNonEmpty(*tokensFile, os.Getenv("MODELREG_API_TOKENS_FILE")),
-			Catalog: cat, Store: store, Temporal: c,
+			Catalog: cat, Store: store, Temporal: c, Metrics: reg,
 		})
 		if err != nil {
 			return err

@@ -25,6 +25,7 @@ import (
 
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/metrics"
 )
 
 // Version is the API's version; its routes are under /v1.
@@ -49,6 +50,8 @@ type Options struct {
 	WatchInterval time.Duration
 	// Ready reports whether Temporal is reachable, for /readyz; nil checks Temporal's health API.
 	Ready func(ctx context.Context) error
+	// Metrics, when set, is served at /metrics and counts every request.
+	Metrics *metrics.Registry
 }
 
 // Server serves the API.
@@ -82,7 +85,8 @@ func New(opts Options) *Server {
 		"bearer": {Type: "http", Scheme: "bearer", Description: "A token from the registry's tokens file (MODELREG_API_TOKENS_FILE)."},
 	}
 	s.api = humago.New(s.mux, cfg)
-	s.api.UseMiddleware(s.authenticate)
+	s.api.UseMiddleware(s.measure, s.authenticate)
+	opts.Metrics.Watchers(s.watch.watching)
 	s.routes()
 	return s
 }
@@ -210,6 +214,14 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = fmt.Fprintf(w, "{\"code\":%q,\"message\":%q}\n", code, msg)
+}
+
+// measure counts and times every API request by its route template (never the raw path: model names
+// would make the label set unbounded).
+func (s *Server) measure(ctx huma.Context, next func(huma.Context)) {
+	start := time.Now()
+	next(ctx)
+	s.opts.Metrics.HTTPRequest(ctx.Operation().Path, ctx.Operation().Method, ctx.Status(), time.Since(start))
 }
 
 type ctxKey int

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
@@ -134,6 +135,7 @@ func (s *Server) routes() {
 	}, s.getProduction)
 	s.writeRoutes()
 	s.healthRoutes()
+	s.metricsRoute()
 }
 
 func validModel(name string) error {
@@ -603,6 +605,24 @@ func (s *Server) healthRoutes() {
 		OperationID: "readyz", Method: http.MethodGet, Path: "/readyz", Tags: []string{"health"},
 		Summary: "Readiness: the catalog, the artifact store and Temporal answer", Description: "503 naming what failed otherwise.",
 	}, s.readyz)
+}
+
+func (s *Server) metricsRoute() {
+	if s.opts.Metrics == nil {
+		return
+	}
+	h := s.opts.Metrics.Handler()
+	huma.Register(s.api, huma.Operation{
+		OperationID: "metrics", Method: http.MethodGet, Path: "/metrics", Tags: []string{"health"},
+		Summary: "Prometheus metrics: the registry's (modelreg_*) and the Temporal SDK's (temporal_*)",
+		Responses: map[string]*huma.Response{"200": {Description: "Prometheus text format",
+			Content: map[string]*huma.MediaType{"text/plain": {Schema: &huma.Schema{Type: "string"}}}}},
+	}, func(ctx context.Context, _ *struct{}) (*huma.StreamResponse, error) {
+		return &huma.StreamResponse{Body: func(hc huma.Context) {
+			r, w := humago.Unwrap(hc)
+			h.ServeHTTP(w, r)
+		}}, nil
+	})
 }
 
 func (s *Server) readyz(ctx context.Context, _ *struct{}) (*healthOutput, error) {

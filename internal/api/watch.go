@@ -89,7 +89,7 @@ func (w *watcher) poll(ctx context.Context) {
 }
 
 func sameState(a, b catalog.ProductionState) bool {
-	return a.Seq == b.Seq && (a.Version == nil) == (b.Version == nil) && (a.Version == nil || *a.Version == *b.Version)
+	return a.Seq == b.Seq && a.Stage == b.Stage && (a.Version == nil) == (b.Version == nil) && (a.Version == nil || *a.Version == *b.Version)
 }
 
 // wait returns when model's production state differs from baseline or ctx ends; true if it changed.

@@ -186,12 +186,14 @@ func clampLimit(n int) int {
 	return min(n, MaxPageSize)
 }
 
-// ProductionState is what a deployer's watch compares: the pointer and its fencing sequence. Any
-// switch, rollback or repair changes at least one of them.
+// ProductionState is what a deployer's watch compares: the pointer, its fencing sequence and the
+// stage of the version it names. Any switch, rollback or repair changes the first two; the stage
+// catches up with the pointer a moment later (two activities write them), and a watch must see that.
 type ProductionState struct {
 	Model   string `db:"name"`
 	Version *int   `db:"production_version"`
 	Seq     int64  `db:"seq"`
+	Stage   string `db:"stage"`
 }
 
 // ProductionStates returns the production pointers of the named models that exist, in one query, so
@@ -200,7 +202,9 @@ func (c *Catalog) ProductionStates(ctx context.Context, models []string) ([]Prod
 	if len(models) == 0 {
 		return nil, nil
 	}
-	q, args, err := sqlx.In(`SELECT name, production_version, seq FROM models WHERE name IN (?)`, models)
+	q, args, err := sqlx.In(`SELECT m.name, m.production_version, m.seq, COALESCE(v.stage, '') AS stage
+		FROM models m LEFT JOIN versions v ON v.model = m.name AND v.version = m.production_version
+		WHERE m.name IN (?)`, models)
 	if err != nil {
 		return nil, err
 	}

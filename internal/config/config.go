@@ -50,6 +50,8 @@ type Config struct {
 	// PayloadKeys encrypt workflow payloads (MODELREG_PAYLOAD_KEY with MODELREG_PAYLOAD_KEY_ID, then each
 	// key of MODELREG_PAYLOAD_KEY_PREVIOUS): the first encrypts, all decrypt. Empty: payloads are plain JSON.
 	PayloadKeys []codec.Key
+	// MetricsHandler receives the Temporal SDK's metrics (the worker serves them at /metrics); nil: none.
+	MetricsHandler client.MetricsHandler
 }
 
 // Secret is secret configuration bytes. Printing it (fmt with any verb, JSON, slog) shows "REDACTED".
@@ -184,6 +186,7 @@ func (c Config) Dial(logger *slog.Logger) (client.Client, error) {
 		Namespace:     c.Namespace,
 		DataConverter: dc,
 		Logger:        log.NewStructuredLogger(logger),
+		MetricsHandler: c.MetricsHandler,
 	}
 	if len(c.PayloadKeys) > 0 {
 		// An error's message is not a payload: without this it would be stored in the clear.
