@@ -182,10 +182,10 @@ func (c Config) Dial(logger *slog.Logger) (client.Client, error) {
 		return nil, err
 	}
 	opts := client.Options{
-		HostPort:      c.TemporalAddress,
-		Namespace:     c.Namespace,
-		DataConverter: dc,
-		Logger:        log.NewStructuredLogger(logger),
+		HostPort:       c.TemporalAddress,
+		Namespace:      c.Namespace,
+		DataConverter:  dc,
+		Logger:         log.NewStructuredLogger(logger),
 		MetricsHandler: c.MetricsHandler,
 	}
 	if len(c.PayloadKeys) > 0 {
