@@ -547,29 +547,20 @@ var errNoProduction = errors.New("no production version")
 // production reads the production state and, when there is a production version, its artifacts. A
 // model without one is a 404 that still carries an ETag, so a deployer can wait for the first one.
 func (s *Server) production(ctx context.Context, model string) (*getProductionOutput, catalog.ProductionState, error) {
-	states, err := s.opts.Catalog.ProductionStates(ctx, []string{model})
+	st, pv, err := s.opts.Catalog.ProductionView(ctx, model)
 	if err != nil {
-		return nil, catalog.ProductionState{}, catalogError(err, "production")
+		return nil, st, catalogError(err, fmt.Sprintf("model %q", model))
 	}
-	if len(states) == 0 {
-		return nil, catalog.ProductionState{}, apiError(http.StatusNotFound, "not_found", fmt.Sprintf("model %q not found", model))
-	}
-	st := states[0]
 	out := &getProductionOutput{Status: http.StatusOK, ETag: etagOf(st), CacheControl: "no-cache"}
 	if st.Version == nil {
 		return out, st, errNoProduction
 	}
-	v, err := s.opts.Catalog.Production(ctx, model)
-	if err != nil {
-		if errors.Is(err, catalog.ErrInconsistent) {
-			return out, st, err
-		}
-		return nil, st, catalogError(err, "production")
+	// The pointer and the version's stage are written by two activities; a deployer must never be
+	// handed a version that is not in Production.
+	if pv == nil || pv.Stage != catalog.StageProduction {
+		return out, st, fmt.Errorf("the production pointer of model %q names v%d, which is not in Production yet: %w", model, *st.Version, catalog.ErrInconsistent)
 	}
-	// The pointer may have moved between the two reads; the ETag must describe what is returned.
-	if v.Version != *st.Version {
-		return out, st, catalog.ErrInconsistent
-	}
+	v := *pv
 	m, err := s.manifest(ctx, v)
 	if err != nil {
 		return nil, st, apiError(http.StatusServiceUnavailable, "store_unavailable", "the production version's manifest could not be read: "+err.Error())

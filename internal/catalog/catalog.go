@@ -56,6 +56,10 @@ type Catalog struct {
 //	sqlite://relative/path/catalog.db
 //
 // It does not create the schema; call Migrate.
+// postgresMaxConns bounds one process's connections to PostgreSQL; more would queue in PostgreSQL
+// instead of in database/sql, with a backend's memory each.
+const postgresMaxConns = 16
+
 func Open(ctx context.Context, dbURL string) (*Catalog, error) {
 	driver, dsn, dialect, err := parseURL(dbURL)
 	if err != nil {
@@ -73,6 +77,12 @@ func Open(ctx context.Context, dbURL string) (*Catalog, error) {
 		db.SetMaxIdleConns(1)
 		db.SetConnMaxLifetime(0)
 		db.SetConnMaxIdleTime(0)
+	} else {
+		// database/sql keeps 2 idle connections by default: under concurrent API reads every other
+		// query would open a new PostgreSQL backend (a fork and an authentication) and close it again.
+		db.SetMaxOpenConns(postgresMaxConns)
+		db.SetMaxIdleConns(postgresMaxConns)
+		db.SetConnMaxIdleTime(5 * time.Minute)
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()

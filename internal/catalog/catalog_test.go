@@ -54,6 +54,7 @@ var contract = []struct {
 	{"Decisions", testDecisions},
 	{"ProductionAt", testProductionAt},
 	{"MigrateFrom00001", testMigrateFrom00001},
+	{"Listing", testListing},
 }
 
 func TestContract(t *testing.T) {

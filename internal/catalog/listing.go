@@ -2,6 +2,8 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -217,3 +219,64 @@ func (c *Catalog) ProductionStates(ctx context.Context, models []string) ([]Prod
 
 // Ping checks the catalog answers, for readiness probes.
 func (c *Catalog) Ping(ctx context.Context) error { return c.db.PingContext(ctx) }
+
+// ProductionView is the production state and, when the pointer names a version, that version's row,
+// read in one query: the API's hottest read.
+func (c *Catalog) ProductionView(ctx context.Context, model string) (ProductionState, *Version, error) {
+	var r struct {
+		Name              string        `db:"m_name"`
+		ProductionVersion *int          `db:"m_production_version"`
+		Seq               int64         `db:"m_seq"`
+		Present           sql.NullInt64 `db:"present"`
+		// Times are selected as they are (NULL without a version): SQLite types a COALESCE by its
+		// value, so the driver would hand back text instead of a time.
+		CreatedAt *time.Time `db:"v_created_at"`
+		UpdatedAt *time.Time `db:"v_updated_at"`
+		versionRow
+	}
+	cols := versionColumnsNullable()
+	err := c.db.GetContext(ctx, &r, c.db.Rebind(`SELECT m.name AS m_name, m.production_version AS m_production_version, m.seq AS m_seq,
+			v.version AS present, `+cols+`
+		FROM models m LEFT JOIN versions v ON v.model = m.name AND v.version = m.production_version
+		WHERE m.name = ?`), model)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ProductionState{}, nil, fmt.Errorf("catalog: model %q: %w", model, ErrNotFound)
+	}
+	if err != nil {
+		return ProductionState{}, nil, fmt.Errorf("catalog: production of model %q: %w", model, err)
+	}
+	st := ProductionState{Model: r.Name, Version: r.ProductionVersion, Seq: r.Seq}
+	if !r.Present.Valid {
+		return st, nil, nil
+	}
+	st.Stage = r.Stage
+	if r.CreatedAt != nil && r.UpdatedAt != nil {
+		r.versionRow.CreatedAt, r.versionRow.UpdatedAt = *r.CreatedAt, *r.UpdatedAt
+	}
+	v, err := r.versionRow.version()
+	if err != nil {
+		return st, nil, err
+	}
+	return st, &v, nil
+}
+
+// versionColumnsNullable selects the version columns of alias v so that a missing row (LEFT JOIN)
+// scans: text as '', JSON as {}, numbers as 0, and times as NULL under other names (v_created_at).
+func versionColumnsNullable() string {
+	var out []string
+	for _, c := range strings.Split(versionColumns, ",") {
+		c = strings.TrimSpace(c)
+		def := "''"
+		switch c {
+		case "version", "seq":
+			def = "0"
+		case "created_at", "updated_at":
+			out = append(out, "v."+c+" AS v_"+c)
+			continue
+		case "metrics", "params", "tags":
+			def = "'{}'"
+		}
+		out = append(out, "COALESCE(v."+c+", "+def+") AS "+c)
+	}
+	return strings.Join(out, ", ")
+}
