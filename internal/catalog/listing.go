@@ -261,7 +261,7 @@ func (c *Catalog) ProductionView(ctx context.Context, model string) (ProductionS
 }
 
 // versionColumnsNullable selects the version columns of alias v so that a missing row (LEFT JOIN)
-// scans: text as '', JSON as {}, numbers as 0, and times as NULL under other names (v_created_at).
+// scans: text as ”, JSON as {}, numbers as 0, and times as NULL under other names (v_created_at).
 func versionColumnsNullable() string {
 	var out []string
 	for _, c := range strings.Split(versionColumns, ",") {
