@@ -46,7 +46,8 @@ type Options struct {
 	// Auth resolves bearer tokens; nil refuses every write.
 	Auth   *Authenticator
 	Logger *slog.Logger
-	// WatchInterval is how often long polls look at the catalog (default 200ms).
+	// WatchInterval is how often the production views are refreshed from the catalog (default 200ms):
+	// GET …/production may be that much behind, and long polls wake within it.
 	WatchInterval time.Duration
 	// Ready reports whether Temporal is reachable, for /readyz; nil checks Temporal's health API.
 	Ready func(ctx context.Context) error
@@ -72,7 +73,7 @@ func New(opts Options) *Server {
 		opts.WatchInterval = 200 * time.Millisecond
 	}
 	s := &Server{opts: opts, mux: newRecordingMux()}
-	s.watch = newWatcher(opts.Catalog, opts.WatchInterval, opts.Logger)
+	s.watch = newWatcher(opts.Catalog, opts.WatchInterval, opts.Logger, s.loadProduction)
 	cfg := huma.DefaultConfig("modelreg", Version)
 	cfg.Info.Description = "The model registry's HTTP API: models, versions, production, decisions and policies. " +
 		"Writes need a bearer token; errors are JSON objects with a stable code and a message."

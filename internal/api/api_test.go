@@ -150,6 +150,20 @@ func (f *fixture) promote(model string, version int) {
 	}
 }
 
+// settle waits until the server's production views have caught up with the catalog: two scans
+// complete after the call (the first may have started before it).
+func (f *fixture) settle() {
+	f.t.Helper()
+	n := f.srv.watch.scanned()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.srv.watch.scanned() < n+2 {
+		if time.Now().After(deadline) {
+			f.t.Fatal("the production views are not refreshed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 type response struct {
 	status int
 	header http.Header
@@ -296,6 +310,7 @@ func TestReads(t *testing.T) {
 	f.want(f.do("GET", "/v1/nothing-here", "", nil), 404, "route_not_found")
 
 	// Production: artifacts, ETag, 304.
+	f.settle()
 	var p Production
 	r = f.do("GET", "/v1/models/fraud/production", "", nil)
 	f.want(r, 200, "")
@@ -319,6 +334,7 @@ func TestProductionLongPoll(t *testing.T) {
 	f := newFixture(t)
 	f.version("fraud", nil, nil, catalog.StageProduction)
 	v2 := f.version("fraud", nil, nil, catalog.StageApproved)
+	f.settle()
 	r := f.do("GET", "/v1/models/fraud/production", "", nil)
 	etag := r.header.Get("ETag")
 
@@ -365,6 +381,7 @@ func TestProductionLongPoll(t *testing.T) {
 
 	// A model without a production version can be waited on until it has one.
 	f.version("churn", nil, nil, catalog.StageApproved)
+	f.settle()
 	r = f.do("GET", "/v1/models/churn/production", "", nil)
 	f.want(r, 404, "no_production_version")
 	none := r.header.Get("ETag")
@@ -378,6 +395,37 @@ func TestProductionLongPoll(t *testing.T) {
 	}
 	f.promote("churn", 1)
 	f.want(<-done, 200, "")
+
+	// The model workflow moves the pointer, then the version's stage: a watch woken between the two
+	// writes waits for the second instead of answering with a version not yet in Production.
+	v3 := f.version("fraud", nil, nil, catalog.StageApproved)
+	f.settle()
+	r = f.do("GET", "/v1/models/fraud/production", "", nil)
+	etag = r.header.Get("ETag")
+	go func() { done <- f.do("GET", "/v1/models/fraud/production?wait=30s", "", nil, "If-None-Match", etag) }()
+	for f.srv.watch.watching() < 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx := context.Background()
+	f.seq["fraud"]++
+	if _, err := f.cat.SetProduction(ctx, "fraud", &v3.Version, f.seq["fraud"]); err != nil {
+		t.Fatal(err)
+	}
+	f.settle()
+	cur, _ := f.cat.GetVersion(ctx, "fraud", v2.Version)
+	if _, err := f.cat.RecordTransition(ctx, catalog.Transition{Model: "fraud", Version: v2.Version, Seq: cur.Seq + 1, From: catalog.StageProduction, To: catalog.StageArchived}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cat.RecordTransition(ctx, catalog.Transition{Model: "fraud", Version: v3.Version, Seq: v3.Seq + 1, From: catalog.StageApproved, To: catalog.StageProduction}); err != nil {
+		t.Fatal(err)
+	}
+	r = <-done
+	f.want(r, 200, "")
+	var p Production
+	r.json(t, &p)
+	if p.Version != v3.Version || p.Stage != catalog.StageProduction {
+		t.Fatalf("the watch woken by the pointer answered %s", r.body)
+	}
 }
 
 func TestAuthAndRequestLimits(t *testing.T) {

@@ -500,7 +500,7 @@ func (s *Server) getProduction(ctx context.Context, in *getProductionInput) (*ge
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		out, st, err := s.production(ctx, in.Model)
+		out, st, err := s.currentProduction(ctx, in.Model)
 		inconsistent := errors.Is(err, catalog.ErrInconsistent)
 		none := errors.Is(err, errNoProduction)
 		if err != nil && !inconsistent && !none {
@@ -539,6 +539,27 @@ func etagMatches(header, etag string) bool {
 		}
 	}
 	return false
+}
+
+// currentProduction answers from the watcher's views, or from the catalog before the first scan and
+// for a model created since the last one.
+func (s *Server) currentProduction(ctx context.Context, model string) (*getProductionOutput, catalog.ProductionState, error) {
+	if out, st, ok := s.watch.cached(model); ok {
+		if out.Body == nil {
+			return out, st, errNoProduction
+		}
+		return out, st, nil
+	}
+	return s.production(ctx, model)
+}
+
+// loadProduction is production for the watcher: nothing in production is an answer, not an error.
+func (s *Server) loadProduction(ctx context.Context, model string) (*getProductionOutput, catalog.ProductionState, error) {
+	out, st, err := s.production(ctx, model)
+	if errors.Is(err, errNoProduction) {
+		return out, st, nil
+	}
+	return out, st, err
 }
 
 // errNoProduction is a model with nothing in production.

@@ -9,17 +9,31 @@ import (
 	"github.com/modelreg/modelreg/internal/catalog"
 )
 
-// watcher wakes long-polling deployers when a model's production pointer changes. However many watch,
-// it asks the catalog once per interval for all watched models, and not at all while nobody watches.
-// Polling the catalog (not an in-process event) is what makes it see switches made by any worker.
+// watcher keeps every model's production view in memory and wakes long-polling deployers when one
+// changes. It reads the catalog (not an in-process event), so it sees switches made by any worker, in
+// one small query per interval whatever the number of readers and watchers: GET …/production answers
+// from memory, at most one interval behind the catalog, because a PostgreSQL round trip per request
+// cannot meet the API's latency target under load (docs/architecture.md, "HTTP API").
 type watcher struct {
 	cat      *catalog.Catalog
 	interval time.Duration
 	log      *slog.Logger
+	// load reads a model's production answer and the state it describes (a Body-less answer: nothing
+	// in production).
+	load func(ctx context.Context, model string) (*getProductionOutput, catalog.ProductionState, error)
 
-	mu   sync.Mutex
-	subs map[string][]*subscription // by model
-	kick chan struct{}
+	mu     sync.Mutex
+	loaded bool // a scan has completed
+	scans  int  // scans completed, for tests
+	views  map[string]*view
+	subs   map[string][]*subscription // by model
+}
+
+// view is a model's production state and the answer built for it (nil while it could not be built:
+// the pointed version not in Production yet, the manifest unreadable).
+type view struct {
+	st  catalog.ProductionState
+	out *getProductionOutput
 }
 
 type subscription struct {
@@ -27,54 +41,64 @@ type subscription struct {
 	fired    chan struct{}
 }
 
-func newWatcher(cat *catalog.Catalog, interval time.Duration, log *slog.Logger) *watcher {
-	return &watcher{cat: cat, interval: interval, log: log, subs: map[string][]*subscription{}, kick: make(chan struct{}, 1)}
+func newWatcher(cat *catalog.Catalog, interval time.Duration, log *slog.Logger,
+	load func(ctx context.Context, model string) (*getProductionOutput, catalog.ProductionState, error)) *watcher {
+	return &watcher{cat: cat, interval: interval, log: log, load: load, views: map[string]*view{}, subs: map[string][]*subscription{}}
 }
 
-// run polls until ctx ends.
+// run scans until ctx ends. A scan that takes long stretches the interval, so that a catalog of very
+// many models is never scanned back to back.
 func (w *watcher) run(ctx context.Context) {
-	t := time.NewTicker(w.interval)
-	defer t.Stop()
 	for {
+		start := time.Now()
+		w.scan(ctx)
+		wait := max(w.interval, 10*time.Since(start))
 		select {
 		case <-ctx.Done():
 			return
-		case <-w.kick:
-		case <-t.C:
+		case <-time.After(wait):
 		}
-		w.poll(ctx)
 	}
 }
 
-func (w *watcher) poll(ctx context.Context) {
+func (w *watcher) scan(ctx context.Context) {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	states, err := w.cat.AllProductionStates(qctx)
+	if err != nil {
+		// Readers fall back to the catalog, watchers keep waiting; their deadline answers them.
+		w.log.Warn("production watch: catalog scan failed", "error", err.Error())
+		w.mu.Lock()
+		w.loaded = false
+		w.mu.Unlock()
+		return
+	}
 	w.mu.Lock()
-	models := make([]string, 0, len(w.subs))
-	for m := range w.subs {
-		models = append(models, m)
+	var changed []catalog.ProductionState
+	for _, st := range states {
+		if v, ok := w.views[st.Model]; !ok || !sameState(v.st, st) || v.out == nil {
+			changed = append(changed, st)
+		}
 	}
 	w.mu.Unlock()
-	if len(models) == 0 {
-		return
-	}
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	states, err := w.cat.ProductionStates(qctx, models)
-	if err != nil {
-		// Watchers keep waiting; their deadline answers them if the catalog stays away.
-		w.log.Warn("production watch: catalog poll failed", "error", err.Error())
-		return
-	}
-	now := map[string]catalog.ProductionState{}
-	for _, s := range states {
-		now[s.Model] = s
+	for _, st := range changed {
+		out, fresh, err := w.load(qctx, st.Model)
+		if err != nil {
+			out, fresh = nil, st // built again on the next scan
+		}
+		w.mu.Lock()
+		w.views[st.Model] = &view{st: fresh, out: out}
+		w.mu.Unlock()
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, m := range models {
-		cur, exists := now[m]
-		kept := w.subs[m][:0]
-		for _, s := range w.subs[m] {
-			if exists && !sameState(cur, s.baseline) {
+	w.loaded = true
+	w.scans++
+	for m, subs := range w.subs {
+		v, ok := w.views[m]
+		kept := subs[:0]
+		for _, s := range subs {
+			if ok && !sameState(v.st, s.baseline) {
 				close(s.fired)
 				continue
 			}
@@ -86,6 +110,17 @@ func (w *watcher) poll(ctx context.Context) {
 			w.subs[m] = kept
 		}
 	}
+}
+
+// cached is the model's production answer from the last scan, if it has one.
+func (w *watcher) cached(model string) (*getProductionOutput, catalog.ProductionState, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v, ok := w.views[model]
+	if !w.loaded || !ok || v.out == nil {
+		return nil, catalog.ProductionState{}, false
+	}
+	return v.out, v.st, true
 }
 
 func sameState(a, b catalog.ProductionState) bool {
@@ -137,4 +172,24 @@ func (w *watcher) watching() int {
 		n += len(s)
 	}
 	return n
+}
+
+// scanned is how many scans completed.
+func (w *watcher) scanned() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.scans
+}
+
+// warm reports how many models have a production answer in memory, and whether a scan completed.
+func (w *watcher) warm() (int, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, v := range w.views {
+		if v.out != nil {
+			n++
+		}
+	}
+	return n, w.loaded
 }

@@ -217,6 +217,17 @@ func (c *Catalog) ProductionStates(ctx context.Context, models []string) ([]Prod
 	return out, nil
 }
 
+// AllProductionStates returns every model's production state, for the API's production views.
+func (c *Catalog) AllProductionStates(ctx context.Context) ([]ProductionState, error) {
+	var out []ProductionState
+	err := c.db.SelectContext(ctx, &out, `SELECT m.name, m.production_version, m.seq, COALESCE(v.stage, '') AS stage
+		FROM models m LEFT JOIN versions v ON v.model = m.name AND v.version = m.production_version`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: production states: %w", err)
+	}
+	return out, nil
+}
+
 // Ping checks the catalog answers, for readiness probes.
 func (c *Catalog) Ping(ctx context.Context) error { return c.db.PingContext(ctx) }
 
