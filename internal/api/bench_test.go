@@ -10,11 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -206,72 +203,6 @@ func wrkMillis(s string) float64 {
 		if v, ok := strings.CutSuffix(s, u.suffix); ok {
 			f, _ := strconv.ParseFloat(v, 64)
 			return f * u.ms
-		}
-	}
-	return 0
-}
-
-// BenchmarkProductionWatchers measures what 1,000 open long polls cost while nothing changes: the
-// process's resident memory and CPU over 10 s idle, against the same 10 s with no watcher. Server and
-// clients share the process, so the figures are an upper bound for the server.
-func BenchmarkProductionWatchers(b *testing.B) {
-	const watchers = 1000
-	cat, store := benchCatalog(b)
-	srv := New(Options{Catalog: cat, Store: store})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.Run(ctx)
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: watchers, MaxConnsPerHost: watchers}}
-	idle := func() (rssMiB, cpuPct float64) {
-		runtime.GC()
-		var before, after syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
-		start := time.Now()
-		time.Sleep(10 * time.Second)
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
-		cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
-		return rssMiBNow(), 100 * cpu.Seconds() / time.Since(start).Seconds()
-	}
-	for b.Loop() {
-		baseRSS, baseCPU := idle()
-		var wg sync.WaitGroup
-		wctx, stop := context.WithCancel(ctx)
-		for i := range watchers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				m := fmt.Sprintf("model-%d", 1+i%benchModels)
-				req, _ := http.NewRequestWithContext(wctx, "GET", hs.URL+"/v1/models/"+m+"/production?wait=60s", nil)
-				req.Header.Set("If-None-Match", fmt.Sprintf(`"p%d.1"`, benchVersions))
-				if resp, err := client.Do(req); err == nil {
-					resp.Body.Close()
-				}
-			}()
-		}
-		for srv.watch.watching() < watchers {
-			time.Sleep(10 * time.Millisecond)
-		}
-		rss, cpu := idle()
-		stop()
-		wg.Wait()
-		b.ReportMetric(baseRSS, "idle-rss-MiB")
-		b.ReportMetric(rss, "watch-rss-MiB")
-		b.ReportMetric(baseCPU, "idle-cpu-%")
-		b.ReportMetric(cpu, "watch-cpu-%")
-	}
-}
-
-func rssMiBNow() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
 		}
 	}
 	return 0
