@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/modelreg/modelreg/internal/api"
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
@@ -24,18 +22,17 @@ type httpOptions struct {
 	Dev                       bool
 	Catalog                   *catalog.Catalog
 	Store                     artifact.Store
-	Temporal                  client.Client
 	Metrics                   *metrics.Registry
 }
 
-// serveHTTP starts the API server and returns the function that stops it gracefully.
-func serveHTTP(ctx context.Context, logger *slog.Logger, o httpOptions) (func(), error) {
+// serveHTTP starts the API server and returns it and the function that stops it gracefully.
+func serveHTTP(ctx context.Context, logger *slog.Logger, o httpOptions) (*api.Server, func(), error) {
 	var auth *api.Authenticator
 	var err error
 	switch {
 	case o.TokensFile != "":
 		if auth, err = api.LoadTokenFile(o.TokensFile); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	case o.Dev:
 		tokenPath := filepath.Join(o.DataDir, "api-token")
@@ -44,16 +41,16 @@ func serveHTTP(ctx context.Context, logger *slog.Logger, o httpOptions) (func(),
 			name = u.Username
 		}
 		if auth, err = api.DevTokens(tokenPath, name); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		logger.Info("HTTP API token (admin on every model) for the embedded default", "principal", name, "tokenFile", tokenPath)
 	default:
 		logger.Warn("no MODELREG_API_TOKENS_FILE: the HTTP API serves reads only and refuses every write")
 	}
-	srv := api.New(api.Options{Catalog: o.Catalog, Store: o.Store, Temporal: o.Temporal, Auth: auth, Logger: logger, Metrics: o.Metrics})
+	srv := api.New(api.Options{Catalog: o.Catalog, Store: o.Store, Auth: auth, Logger: logger, Metrics: o.Metrics})
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("HTTP API: %w", err)
+		return nil, nil, fmt.Errorf("HTTP API: %w", err)
 	}
 	hs := &http.Server{
 		Handler:           srv.Handler(),
@@ -70,7 +67,7 @@ func serveHTTP(ctx context.Context, logger *slog.Logger, o httpOptions) (func(),
 		}
 	}()
 	logger.Info("HTTP API serving", "url", "http://"+ln.Addr().String(), "openapi", "http://"+ln.Addr().String()+api.OpenAPIPath+".json")
-	return func() {
+	return srv, func() {
 		cancel()
 		sctx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
 		defer c2()

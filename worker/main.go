@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/modelreg/modelreg/activities"
+	"github.com/modelreg/modelreg/internal/api"
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/config"
 	"github.com/modelreg/modelreg/internal/devserver"
@@ -108,11 +109,31 @@ func run(logger *slog.Logger) error {
 	reg := metrics.New()
 	cfg.MetricsHandler = reg.SDKHandler()
 	defer reg.Close()
+	// The API comes up before Temporal is reached: reads come from the catalog and must not wait for it.
+	var apiSrv *api.Server
+	addr := firstNonEmpty(*httpAddr, os.Getenv("MODELREG_HTTP_ADDR"))
+	if addr == "" && *dev {
+		addr = "127.0.0.1:8080"
+	}
+	if addr != "" && addr != "off" {
+		var stopHTTP func()
+		apiSrv, stopHTTP, err = serveHTTP(ctx, logger, httpOptions{
+			Addr: addr, Dev: *dev, DataDir: cfg.DataDir, TokensFile: firstNonEmpty(*tokensFile, os.Getenv("MODELREG_API_TOKENS_FILE")),
+			Catalog: cat, Store: store, Metrics: reg,
+		})
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
 	c, err := dialRetry(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if apiSrv != nil {
+		apiSrv.SetTemporal(c)
+	}
 
 	acts := &activities.Activities{
 		Catalog: cat, Store: store, SourceS3: src, Temporal: c, TempDir: tmp.Path,
@@ -125,20 +146,6 @@ func run(logger *slog.Logger) error {
 		return err
 	}
 	defer w.Stop()
-	addr := firstNonEmpty(*httpAddr, os.Getenv("MODELREG_HTTP_ADDR"))
-	if addr == "" && *dev {
-		addr = "127.0.0.1:8080"
-	}
-	if addr != "" && addr != "off" {
-		stopHTTP, err := serveHTTP(ctx, logger, httpOptions{
-			Addr: addr, Dev: *dev, DataDir: cfg.DataDir, TokensFile: firstNonEmpty(*tokensFile, os.Getenv("MODELREG_API_TOKENS_FILE")),
-			Catalog: cat, Store: store, Temporal: c, Metrics: reg,
-		})
-		if err != nil {
-			return err
-		}
-		defer stopHTTP()
-	}
 	// Whether secrets are configured, never their values (a key's id is not secret).
 	keyID := ""
 	if len(cfg.PayloadKeys) > 0 {

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -41,7 +42,7 @@ const MaxWait = 60 * time.Second
 type Options struct {
 	Catalog *catalog.Catalog
 	Store   artifact.Store
-	// Temporal sends writes; nil answers every write 503 (reads keep working).
+	// Temporal sends writes; nil answers every write 503 (reads keep working) until SetTemporal.
 	Temporal client.Client
 	// Auth resolves bearer tokens; nil refuses every write.
 	Auth   *Authenticator
@@ -62,6 +63,19 @@ type Server struct {
 	api       huma.API
 	watch     *watcher
 	manifests sync.Map // "model/version/digest" → artifact.Manifest; manifests are immutable
+	tclient   atomic.Pointer[client.Client]
+}
+
+// SetTemporal gives the server its Temporal client once connected: the worker serves reads while
+// Temporal is still unreachable.
+func (s *Server) SetTemporal(c client.Client) { s.tclient.Store(&c) }
+
+// tc is the Temporal client, nil until there is one.
+func (s *Server) tc() client.Client {
+	if c := s.tclient.Load(); c != nil {
+		return *c
+	}
+	return nil
 }
 
 // New builds the server; Run must be called for long polls to be answered.
@@ -73,6 +87,9 @@ func New(opts Options) *Server {
 		opts.WatchInterval = 200 * time.Millisecond
 	}
 	s := &Server{opts: opts, mux: newRecordingMux()}
+	if opts.Temporal != nil {
+		s.SetTemporal(opts.Temporal)
+	}
 	s.watch = newWatcher(opts.Catalog, opts.WatchInterval, opts.Logger, s.loadProduction)
 	cfg := huma.DefaultConfig("modelreg", Version)
 	cfg.Info.Description = "The model registry's HTTP API: models, versions, production, decisions and policies. " +

@@ -380,11 +380,11 @@ func (s *Server) getVersion(ctx context.Context, in *VersionPath) (*getVersionOu
 			d.Files = m.Files
 		}
 	}
-	if s.opts.Temporal == nil {
-		d.LiveError = "this server has no Temporal client"
+	if s.tc() == nil {
+		d.LiveError = "this server is not connected to Temporal"
 	} else {
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		desc, err := control.DescribeVersion(qctx, s.opts.Temporal, v.Model, v.Version)
+		desc, err := control.DescribeVersion(qctx, s.tc(), v.Model, v.Version)
 		cancel()
 		if err != nil {
 			d.LiveError = "the version's workflow did not answer: " + err.Error()
@@ -657,8 +657,8 @@ func (s *Server) readyz(ctx context.Context, _ *struct{}) (*healthOutput, error)
 	switch {
 	case s.opts.Ready != nil:
 		check("temporal", s.opts.Ready(ctx))
-	case s.opts.Temporal != nil:
-		_, err := s.opts.Temporal.CheckHealth(ctx, nil)
+	case s.tc() != nil:
+		_, err := s.tc().CheckHealth(ctx, nil)
 		check("temporal", err)
 	default:
 		check("temporal", errors.New("no Temporal client"))

@@ -132,8 +132,8 @@ func temporalError(err error) error {
 }
 
 func (s *Server) temporal() error {
-	if s.opts.Temporal == nil {
-		return apiError(http.StatusServiceUnavailable, "temporal_unavailable", "this server has no Temporal client")
+	if s.tc() == nil {
+		return apiError(http.StatusServiceUnavailable, "temporal_unavailable", "this server is not connected to Temporal (yet)")
 	}
 	return nil
 }
@@ -153,7 +153,7 @@ func (s *Server) decide(ctx context.Context, kind string, in *decisionInput) (*d
 	if err != nil {
 		return nil, err
 	}
-	res, err := control.Decide(ctx, s.opts.Temporal, v.Model, v.Version, kind,
+	res, err := control.Decide(ctx, s.tc(), v.Model, v.Version, kind,
 		workflows.Decision{Approver: p.Name, Comment: in.Body.Comment, Digest: in.Body.Digest})
 	if errors.Is(err, control.ErrNotRunning) {
 		return nil, apiError(http.StatusConflict, "not_waiting", fmt.Sprintf("%s v%d is not waiting for a decision: its stage is %s", v.Model, v.Version, v.Stage))
@@ -178,7 +178,7 @@ func (s *Server) rollback(ctx context.Context, in *rollbackInput) (*rollbackOutp
 	if _, err := s.opts.Catalog.GetModel(ctx, in.Model); err != nil {
 		return nil, catalogError(err, fmt.Sprintf("model %q", in.Model))
 	}
-	res, err := control.Rollback(ctx, s.opts.Temporal, in.Model, workflows.RollbackRequest{
+	res, err := control.Rollback(ctx, s.tc(), in.Model, workflows.RollbackRequest{
 		SchemaVersion: workflows.SchemaVersion, To: in.Body.To, Actor: p.Name, Reason: in.Body.Reason})
 	if err != nil {
 		return nil, temporalError(err)
@@ -239,7 +239,7 @@ func (s *Server) register(ctx context.Context, in *registerInput) (*registerOutp
 			return nil, apiError(http.StatusBadRequest, "size_mismatch", fmt.Sprintf("file %s: the stored blob is %d bytes, the request says %d", f.Path, size, f.Size))
 		}
 	}
-	res, err := control.Register(ctx, s.opts.Temporal, req)
+	res, err := control.Register(ctx, s.tc(), req)
 	if err != nil {
 		return nil, temporalError(err)
 	}
