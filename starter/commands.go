@@ -507,9 +507,11 @@ func (a *app) rollbackCmd() *cobra.Command {
 			if errors.As(err, &nf) {
 				// The model's workflow is not running (an operator terminated it): start it, and it
 				// rebuilds itself from the catalog before it takes the rollback.
+				summary, details := workflows.ModelStartMetadata(model)
 				op := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 					ID: workflows.ModelWorkflowID(model), TaskQueue: workflows.TaskQueue,
 					WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+					StaticSummary:            summary, StaticDetails: details,
 				}, workflows.ModelWorkflowType, workflows.ModelInput{SchemaVersion: workflows.SchemaVersion, Model: model})
 				var h client.WorkflowUpdateHandle
 				h, err = c.UpdateWithStartWorkflow(cmd.Context(), client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op,

@@ -332,11 +332,14 @@ func (a *app) register(ctx context.Context, req workflows.RegisterRequest) (work
 		return workflows.RegisterResult{}, err
 	}
 	defer c.Close()
+	summary, details := workflows.ModelStartMetadata(req.Model)
 	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       workflows.ModelWorkflowID(req.Model),
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		TypedSearchAttributes:    temporalSA(req.Model),
+		StaticSummary:            summary,
+		StaticDetails:            details,
 	}, workflows.ModelWorkflowType, workflows.ModelInput{SchemaVersion: workflows.SchemaVersion, Model: req.Model})
 	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
