@@ -437,6 +437,10 @@ type UpdateWorkflowInput struct {
 	StartWorkflowType string          `json:"startWorkflowType,omitempty"`
 	StartTaskQueue    string          `json:"startTaskQueue,omitempty"`
 	StartArg          json.RawMessage `json:"startArg,omitempty"`
+	// StartSummary and StartDetails are the started workflow's user metadata (what the Temporal UI
+	// shows); they apply only when this start is the one that creates the run.
+	StartSummary string `json:"startSummary,omitempty"`
+	StartDetails string `json:"startDetails,omitempty"`
 }
 
 // UpdateWorkflow runs the update and returns its JSON result. A refusal by the update's validator is
@@ -471,6 +475,7 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 		op := a.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 			ID: in.WorkflowID, TaskQueue: in.StartTaskQueue,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			StaticSummary:            in.StartSummary, StaticDetails: in.StartDetails,
 		}, in.StartWorkflowType, in.StartArg)
 		h, err = a.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op, UpdateOptions: opts})
 	} else {

@@ -785,7 +785,7 @@ func testValidateChampion(t *testing.T, h *harness) {
 	// Nothing in production yet: nothing to lose against.
 	rep := validate(t, h, 2, map[string]float64{"accuracy": 0.5})
 	wantPassed(t, rep, "integrity", name)
-	if rep.ChampionVersion != 0 || !strings.Contains(check(t, rep, name).Detail, "no production version") {
+	if rep.ChampionVersion != 0 || rep.ChampionValue != nil || !strings.Contains(check(t, rep, name).Detail, "no production version") {
 		t.Errorf("without production: champion v%d, detail %q", rep.ChampionVersion, check(t, rep, name).Detail)
 	}
 
@@ -807,8 +807,8 @@ func testValidateChampion(t *testing.T, h *harness) {
 	} {
 		setPolicy(t, h, catalog.Policy{ChampionMetric: "accuracy", ChampionTolerance: 0.02, ChampionLowerIsBetter: c.lowerBetter})
 		rep := validate(t, h, 2, map[string]float64{"accuracy": c.accuracy})
-		if rep.ChampionVersion != 1 {
-			t.Errorf("accuracy %g: champion v%d, want v1", c.accuracy, rep.ChampionVersion)
+		if rep.ChampionVersion != 1 || rep.ChampionValue == nil || *rep.ChampionValue != 0.95 {
+			t.Errorf("accuracy %g: champion v%d (value %v), want v1 with 0.95", c.accuracy, rep.ChampionVersion, rep.ChampionValue)
 		}
 		got := check(t, rep, name)
 		if got.Passed != c.pass || rep.Passed != c.pass {

@@ -35,6 +35,9 @@ type ValidationReport struct {
 	Policy catalog.Policy `json:"policy"`
 	// ChampionVersion is the production version compared against, 0 for none.
 	ChampionVersion int `json:"championVersion,omitempty"`
+	// ChampionValue is that version's value of the champion metric, when it has one (what the version's
+	// workflow shows humans next to the challenger's).
+	ChampionValue *float64 `json:"championValue,omitempty"`
 }
 
 // ValidationCheck is one check of the report.
@@ -176,6 +179,7 @@ func (a *Activities) compareChampion(ctx context.Context, rep *ValidationReport,
 		rep.add(name, true, "production v%d has no %q to compare with", champ.Version, p.ChampionMetric)
 		return
 	}
+	rep.ChampionValue = &theirs
 	worse := theirs - mine
 	if p.ChampionLowerIsBetter {
 		worse = mine - theirs

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -64,6 +65,32 @@ func TestLifecycleEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What the Temporal UI shows whoever opens v1 (README, "What the Temporal UI shows"), read through the
+	// same API by the CLI: the summary it was started with, and current details that say how to approve.
+	out = h.mustCLI("workflow", "describe", "--workflow-id", "model/fraud/v1")
+	if !strings.Contains(out, "StaticSummary  \"fraud v1 · model version lifecycle · registered by `trainer`\"") || !strings.Contains(out, "Source run: `run-1`") {
+		t.Fatalf("describe v1 shows no summary:\n%s", out)
+	}
+	out = h.mustCLI("workflow", "metadata", "--workflow-id", "model/fraud/v1")
+	for _, want := range []string{
+		"fraud v1 · PendingApproval · accuracy 0.93 (nothing in production to compare with)",
+		"`trainer` (who registered it) may not approve it",
+		fmt.Sprintf(`temporal workflow update execute --workflow-id model/fraud/v1 --name approve --input '{"approver":"YOUR-NAME","digest":"%s"}'`, cv1.ManifestDigest),
+		"starter approve --model fraud --version 1 --digest " + cv1.ManifestDigest,
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("temporal workflow metadata of v1 does not show %q:\n%s", want, out)
+		}
+	}
+	// The CLI lists the updates in the SDK's order, by name: the human decision first, then the internal
+	// archive, marked as such.
+	if !regexp.MustCompile(`(?s)Update Definitions:\s+approve\s+Approve this version \(a human decision.*\n\s+archive\s+INTERNAL \(sent by the registry's own workflows; refused from anyone else\)`).MatchString(out) {
+		t.Fatalf("temporal workflow metadata of v1 does not list approve first and archive as internal:\n%s", out)
+	}
+	if out := h.mustCLI("workflow", "describe", "--workflow-id", "model/fraud"); !strings.Contains(out, `StaticSummary  "fraud · model registry`) {
+		t.Fatalf("describe of the model's workflow shows no summary:\n%s", out)
+	}
+
 	out = h.mustCLI("workflow", "update", "execute", "--workflow-id", "model/fraud/v1", "--name", "approve",
 		"--input", fmt.Sprintf(`{"approver": "alice", "comment": "offline eval ok", "digest": %q}`, cv1.ManifestDigest))
 	if !strings.Contains(out, "Approved") {
@@ -100,6 +127,14 @@ func TestLifecycleEndToEnd(t *testing.T) {
 		fmt.Sprintf(`{"approver": "bob", "digest": %q}`, cv2.ManifestDigest))
 	h.waitStage("fraud", 2, "Production")
 	h.waitStage("fraud", 1, "Archived")
+
+	out = waitFor(t, func() (string, bool) {
+		o := h.mustCLI("workflow", "metadata", "--workflow-id", "model/fraud")
+		return o, strings.Contains(o, "fraud · production v2 (seq 2) · last delivery delivered")
+	})
+	if !strings.Contains(out, "- Archived (latest first): v1") || !regexp.MustCompile(`promote\s+INTERNAL \(sent by`).MatchString(out) {
+		t.Fatalf("temporal workflow metadata of the model:\n%s", out)
+	}
 
 	// Deployers ask the catalog.
 	out = h.mustStarter("production", "--model", "fraud")

@@ -330,6 +330,19 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"Production"`) {
 		t.Fatalf("temporal workflow query --codec-endpoint: %v\n%s", err, out)
 	}
+	// What the Temporal UI shows (summary, current details) is encrypted like any payload: without the
+	// codec the CLI shows none of it, with it the details and the summary naming the registrant.
+	if out, err := h.cli("workflow", "metadata", "--workflow-id", "model/"+model+"/v1"); err == nil && strings.Contains(out, "· Production") {
+		t.Fatalf("the temporal CLI read the current details without the key:\n%s", out)
+	}
+	out, err = h.cli("workflow", "metadata", "--workflow-id", "model/"+model+"/v1", "--codec-endpoint", codecURL)
+	if err != nil || !strings.Contains(out, model+" v1 · Production") {
+		t.Fatalf("temporal workflow metadata --codec-endpoint: %v\n%s", err, out)
+	}
+	out, err = h.cli("workflow", "describe", "--workflow-id", "model/"+model+"/v1", "--codec-endpoint", codecURL)
+	if err != nil || !strings.Contains(out, "registered by `"+registrant+"`") {
+		t.Fatalf("temporal workflow describe --codec-endpoint: %v\n%s", err, out)
+	}
 	out, err = h.cli("workflow", "show", "--workflow-id", "model/"+model+"/v1", "-o", "json", "--codec-endpoint", codecURL)
 	if err != nil {
 		t.Fatalf("temporal workflow show --codec-endpoint: %v\n%s", err, out)

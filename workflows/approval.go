@@ -71,13 +71,13 @@ func (w *versionWF) setDecisionHandlers(ctx workflow.Context) error {
 				func(ctx workflow.Context, raw RawPayload) (DecisionResult, error) {
 					return w.onDecisionUpdateV1(ctx, kind, raw)
 				},
-				workflow.UpdateHandlerOptions{Description: fmt.Sprintf(`%s: {"approver":"who","comment":"why","digest":"sha256:… (the manifest digest)"}`, kind)}); err != nil {
+				workflow.UpdateHandlerOptions{Description: w.decisionDescription(kind, false)}); err != nil {
 				return err
 			}
 		}
 		// As for decisions, every verdict reaches the handler, so that a refused one is audited too.
 		return workflow.SetUpdateHandlerWithOptions(ctx, UpdateVerdict, w.onVerdictV1,
-			workflow.UpdateHandlerOptions{Description: "an external validator's verdict: {\"validator\",\"token\",\"passed\",\"reportUrl\",\"detail\"}"})
+			workflow.UpdateHandlerOptions{Description: descVerdict})
 	}
 	for _, kind := range []string{UpdateApprove, UpdateReject} {
 		kind := kind
@@ -97,7 +97,7 @@ func (w *versionWF) setDecisionHandlers(ctx workflow.Context) error {
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, d Decision) error {
 				return w.checkDecision(ctx, kind, d)
-			}})
+			}, Description: w.decisionDescription(kind, false)})
 		if err != nil {
 			return err
 		}
@@ -106,7 +106,7 @@ func (w *versionWF) setDecisionHandlers(ctx workflow.Context) error {
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, v Verdict) error {
 			_, err := w.checkVerdict(ctx, v)
 			return err
-		}})
+		}, Description: descVerdict})
 }
 
 // decisionStage is the stage the decision led to (Approved or Rejected), not whatever the version has
@@ -186,6 +186,7 @@ func (w *versionWF) accept(ctx workflow.Context, kind, via string, d Decision) {
 		return
 	}
 	w.st.Decisions = append(w.st.Decisions, ad)
+	w.refreshDetails(ctx)
 }
 
 // refuse records a message the workflow did not act on, with why: in the describe query always, and
@@ -200,6 +201,7 @@ func (w *versionWF) refuse(ctx workflow.Context, name, via, reason string, paylo
 		payload = payload[:512]
 	}
 	w.st.Rejected = append(w.st.Rejected, RejectedMessage{Name: name, Via: via, Reason: reason, Payload: string(payload), At: workflow.Now(ctx).UTC()})
+	w.refreshDetails(ctx)
 	if w.policyV1 {
 		w.recordDecision(ctx, name, via, d, false, reason)
 	}

@@ -58,6 +58,7 @@ func (w *versionWF) runGates(ctx workflow.Context) error {
 			g.Status, g.Detail, g.At = GateFailed, "the validation request could not be delivered: "+rootMessage(err), &at
 		}
 	}
+	w.refreshDetails(ctx)
 	return w.awaitGates(ctx)
 }
 
@@ -91,6 +92,7 @@ func (w *versionWF) awaitGates(ctx workflow.Context) error {
 				g.Detail = fmt.Sprintf("no verdict by the deadline %s", g.Deadline.Format(time.RFC3339))
 			}
 		}
+		w.refreshDetails(ctx)
 	}
 	rep := *w.st.Validation
 	rep.Checks = append([]activities.ValidationCheck(nil), rep.Checks...)
@@ -160,6 +162,7 @@ func (w *versionWF) onVerdict(ctx workflow.Context, v Verdict) (DecisionResult, 
 		comment += " " + v.ReportURL
 	}
 	w.recordDecision(ctx, UpdateVerdict, "update", Decision{Approver: "validator:" + g.Name, Comment: comment, Digest: w.st.ManifestDigest}, true, "verdict "+g.Status)
+	w.refreshDetails(ctx)
 	return DecisionResult{SchemaVersion: SchemaVersion, Stage: w.st.Stage}, nil
 }
 

@@ -54,6 +54,7 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 		workflow.Go(root, func(gctx workflow.Context) {
 			cancelled.Receive(gctx, nil)
 			m.st.CancelRequests++
+			m.refreshDetails(gctx)
 			workflow.GetLogger(gctx).Warn("cancel request ignored: the model's workflow runs for as long as the model exists; terminate it to stop it")
 		})
 		ctx = root
@@ -72,6 +73,7 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 	if err := m.setHandlers(ctx); err != nil {
 		return err
 	}
+	m.refreshDetails(ctx)
 	if m.v >= modelV1 {
 		if in.State == nil {
 			if err := m.rebuild(ctx); err != nil {
@@ -79,6 +81,7 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 			}
 		}
 		m.loaded = true
+		m.refreshDetails(ctx)
 		m.runDelivery(ctx)
 		m.watchUnknownSignals(ctx)
 	}
@@ -114,23 +117,26 @@ type modelWF struct {
 	refusals       int
 	switching      *SwitchInfo
 	cancelDelivery workflow.CancelFunc
+	// Promotions and rollbacks waiting for the lock, for the current details.
+	queued   []queuedSwitch
+	queueSeq int
 }
 
 func (m *modelWF) setHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryDescribe, func() (ModelDescription, error) {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryDescribe, func() (ModelDescription, error) {
 		if m.v >= modelV1 && !m.loaded {
 			return ModelDescription{}, errors.New("the model's workflow is rebuilding its state from the catalog; ask again in a moment")
 		}
 		return ModelDescription{SchemaVersion: SchemaVersion, Model: m.in.Model, State: m.st}, nil
-	}); err != nil {
+	}, workflow.QueryHandlerOptions{Description: descModelDescribe}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryProduction, func() (ProductionResult, error) {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryProduction, func() (ProductionResult, error) {
 		if m.v >= modelV1 && !m.loaded {
 			return ProductionResult{}, errors.New("the model's workflow is rebuilding its state from the catalog; ask again in a moment")
 		}
 		return m.production(), nil
-	}); err != nil {
+	}, workflow.QueryHandlerOptions{Description: descProduction}); err != nil {
 		return err
 	}
 	registerValidator := func(ctx workflow.Context, req RegisterRequest) error {
@@ -148,11 +154,11 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 				return SwitchInfo{}, nil
 			}
 			return *m.switching, nil
-		}, workflow.QueryHandlerOptions{Description: "internal: the production switch in progress, checked by version workflows"}); err != nil {
+		}, workflow.QueryHandlerOptions{Description: descSwitch}); err != nil {
 			return err
 		}
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRegister, m.registerV1, workflow.UpdateHandlerOptions{
-			Validator: registerValidator, Description: "register a version: RegisterRequest JSON (README)",
+			Validator: registerValidator, Description: descRegister,
 		}); err != nil {
 			return err
 		}
@@ -166,7 +172,7 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 				}
 				return nil
 			},
-			Description: "internal: sent by a version's workflow once it is approved; checked against that version's state",
+			Description: descPromote,
 		}); err != nil {
 			return err
 		}
@@ -177,7 +183,7 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 				}
 				return nil
 			},
-			Description: "deliver the last deployment event again: {\"schemaVersion\":1}",
+			Description: descRedeliver,
 		}); err != nil {
 			return err
 		}
@@ -194,11 +200,11 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 				}
 				return nil
 			},
-			Description: `roll back to an archived version: {"schemaVersion":1,"to":N,"actor":"who","reason":"why"} (to 0: the last archived)`,
+			Description: descRollback,
 		})
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRegister, m.register, workflow.UpdateHandlerOptions{
-		Validator: registerValidator,
+		Validator: registerValidator, Description: descRegister,
 	}); err != nil {
 		return err
 	}
@@ -212,6 +218,7 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 			}
 			return nil
 		},
+		Description: descPromote,
 	}); err != nil {
 		return err
 	}
@@ -220,6 +227,7 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 			_, err := m.rollbackTarget(req)
 			return err
 		},
+		Description: descRollback,
 	})
 }
 
@@ -259,21 +267,26 @@ func (m *modelWF) register(ctx workflow.Context, req RegisterRequest) (RegisterR
 	if err := workflow.ExecuteActivity(actx, a.CreateVersion, row).Get(ctx, nil); err != nil {
 		return res, err
 	}
+	vin := VersionInput{
+		SchemaVersion: SchemaVersion, Model: m.in.Model, Version: v, Request: req,
+		MaxHistoryEvents: m.in.MaxHistoryEvents,
+	}
+	summary, details := versionStartMetadata(vin)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: wfID,
 		TaskQueue:  workflow.GetInfo(ctx).TaskQueueName,
 		// A version's lifecycle outlives the run of the model workflow that started it.
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		// User metadata is not matched on replay (only the child's type is), so older histories replay.
+		StaticSummary: summary, StaticDetails: details,
 	})
-	child := workflow.ExecuteChildWorkflow(cctx, ModelVersionWorkflow, VersionInput{
-		SchemaVersion: SchemaVersion, Model: m.in.Model, Version: v, Request: req,
-		MaxHistoryEvents: m.in.MaxHistoryEvents,
-	})
+	child := workflow.ExecuteChildWorkflow(cctx, ModelVersionWorkflow, vin)
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		return res, fmt.Errorf("start lifecycle workflow %s: %w", wfID, err)
 	}
 	m.st.Ready[v] = true
+	m.refreshDetails(ctx)
 	res.Version, res.WorkflowID = v, wfID
 	return res, nil
 }
@@ -380,6 +393,7 @@ func (m *modelWF) switchProduction(ctx workflow.Context, version int, kind, acto
 	}
 	m.st.Production = version
 	m.st.History = append(m.st.History, ProductionChange{Seq: seq, Version: version, Previous: prior, Kind: kind, Actor: actor, Reason: reason, At: now})
+	m.refreshDetails(ctx)
 	return nil
 }
 

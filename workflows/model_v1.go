@@ -131,6 +131,7 @@ func (m *modelWF) mintAndStart(ctx workflow.Context, req RegisterRequest) (Regis
 	}
 	v := mint.Version.Version
 	m.st.LastVersion = max(m.st.LastVersion, v)
+	m.refreshDetails(ctx)
 	res.Version, res.WorkflowID, res.Existing = v, VersionWorkflowID(m.in.Model, v), mint.Existing
 	if mint.Existing {
 		res.Stage = mint.Version.Stage
@@ -140,17 +141,21 @@ func (m *modelWF) mintAndStart(ctx workflow.Context, req RegisterRequest) (Regis
 			return res, nil
 		}
 	}
+	vin := VersionInput{
+		SchemaVersion: SchemaVersion, Model: m.in.Model, Version: v, Request: req,
+		MaxHistoryEvents: m.in.MaxHistoryEvents,
+	}
+	summary, details := versionStartMetadata(vin)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: res.WorkflowID,
 		TaskQueue:  workflow.GetInfo(ctx).TaskQueueName,
 		// A version's lifecycle outlives the run of the model workflow that started it.
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		// User metadata is not matched on replay (only the child's type is), so older histories replay.
+		StaticSummary: summary, StaticDetails: details,
 	})
-	child := workflow.ExecuteChildWorkflow(cctx, ModelVersionWorkflow, VersionInput{
-		SchemaVersion: SchemaVersion, Model: m.in.Model, Version: v, Request: req,
-		MaxHistoryEvents: m.in.MaxHistoryEvents,
-	})
+	child := workflow.ExecuteChildWorkflow(cctx, ModelVersionWorkflow, vin)
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 		return res, temporal.NewApplicationError(fmt.Sprintf("v%d is recorded but its lifecycle workflow %s did not start (retry with the same idempotency key): %s", v, res.WorkflowID, rootMessage(err)), "StartFailed")
 	}
@@ -229,7 +234,10 @@ func (m *modelWF) promoteV1(ctx workflow.Context, req PromoteRequest) (Productio
 	if err := workflow.Await(ctx, func() bool { return m.loaded }); err != nil {
 		return ProductionResult{}, err
 	}
-	if err := m.lock.Lock(ctx); err != nil {
+	queued := m.waitForSwitch(ctx, fmt.Sprintf("promote v%d", req.Version))
+	err := m.lock.Lock(ctx)
+	queued()
+	if err != nil {
 		return ProductionResult{}, err
 	}
 	defer m.lock.Unlock()
@@ -283,7 +291,14 @@ func (m *modelWF) rollbackV1(ctx workflow.Context, req RollbackRequest) (Product
 	if strings.TrimSpace(req.Actor) == "" {
 		return ProductionResult{}, m.refuse(ctx, UpdateRollback, req.To, req, "rollback needs an actor (who is rolling back)")
 	}
-	if err := m.lock.Lock(ctx); err != nil {
+	what := "rollback"
+	if req.To > 0 {
+		what = fmt.Sprintf("rollback to v%d", req.To)
+	}
+	queued := m.waitForSwitch(ctx, what)
+	err := m.lock.Lock(ctx)
+	queued()
+	if err != nil {
 		return ProductionResult{}, err
 	}
 	defer m.lock.Unlock()
@@ -346,7 +361,11 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 			"catalog", snap.Production, "workflow", prior)
 	}
 	m.switching = &SwitchInfo{ID: id, Kind: kind, Version: version, Prior: prior}
-	defer func() { m.switching = nil }()
+	m.refreshDetails(ctx)
+	defer func() {
+		m.switching = nil
+		m.refreshDetails(ctx)
+	}()
 
 	if restore {
 		// A target whose workflow an operator ended cannot come back: refuse before anything moves.
@@ -429,6 +448,7 @@ func (m *modelWF) startDelivery(ctx workflow.Context, ev activities.DeploymentEv
 	}
 	m.st.Delivery = &Delivery{Event: ev, Status: DeliveryPending}
 	m.runDelivery(ctx)
+	m.refreshDetails(ctx)
 }
 
 // recordDelivery projects a delivery's state into the catalog (best effort: the catalog is where
@@ -470,6 +490,7 @@ func (m *modelWF) runDelivery(ctx workflow.Context) {
 		default:
 			d.Status, d.Error = DeliveryFailed, rootMessage(err)
 		}
+		m.refreshDetails(gctx)
 		// Not gctx itself: a newer switch cancels it, and the outcome must still be written.
 		nctx, _ := workflow.NewDisconnectedContext(gctx)
 		m.recordDelivery(nctx, d)
@@ -489,6 +510,7 @@ func (m *modelWF) redeliver(ctx workflow.Context, req RedeliverRequest) (Deliver
 	d.Status, d.Error, d.At = DeliveryPending, "", nil
 	d.Attempts++
 	m.runDelivery(ctx)
+	m.refreshDetails(ctx)
 	return *d, nil
 }
 
@@ -526,7 +548,9 @@ func (m *modelWF) watchUnknownSignals(ctx workflow.Context) {
 				return
 			}
 			for _, name := range workflow.GetUnhandledSignalNames(gctx) {
-				ch := workflow.GetSignalChannel(gctx, name)
+				// Reading the channel lists the name among the workflow's signals (the SDK keeps every
+				// channel asked for), so it says there that the name is not one.
+				ch := workflow.GetSignalChannelWithOptions(gctx, name, workflow.SignalChannelOptions{Description: descUnknownModel})
 				for {
 					var raw RawPayload
 					if !ch.ReceiveAsync(&raw) {

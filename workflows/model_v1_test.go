@@ -34,6 +34,9 @@ type fakeCatalog struct {
 	refusals   []catalog.Refusal
 	deliveries []catalog.Delivery
 	updateErr  func(activities.UpdateWorkflowInput) error
+	// updateDelay is how long each update another workflow takes; notifyErr answers deliveries.
+	updateDelay time.Duration
+	notifyErr   func(activities.DeploymentEvent) error
 	// closed: versions whose workflow is not running, with the status; rowStage: what the catalog says
 	// when it disagrees with the workflow.
 	closed         map[int]string
@@ -104,7 +107,7 @@ func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnviron
 	env.OnActivity(a.RecheckChampion, mock.Anything, mock.Anything).Return(func(context.Context, activities.ChampionInput) (activities.ChampionResult, error) {
 		return fc.champion, nil
 	})
-	env.OnActivity(a.UpdateWorkflow, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.UpdateWorkflowInput) (json.RawMessage, error) {
+	env.OnActivity(a.UpdateWorkflow, mock.Anything, mock.Anything).After(fc.updateDelay).Return(func(_ context.Context, in activities.UpdateWorkflowInput) (json.RawMessage, error) {
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
 		fc.updates = append(fc.updates, in)
@@ -129,6 +132,9 @@ func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnviron
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
 		fc.events = append(fc.events, ev)
+		if fc.notifyErr != nil {
+			return fc.notifyErr(ev)
+		}
 		return nil
 	})
 	env.OnActivity(a.RecordRefusal, mock.Anything, mock.Anything).Return(func(_ context.Context, r catalog.Refusal) error {

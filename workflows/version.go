@@ -49,6 +49,7 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 	if err := w.setHandlers(ctx); err != nil {
 		return err
 	}
+	w.refreshDetails(ctx)
 	if w.bv >= versionV1 {
 		w.watchSignals(ctx)
 		// Audit rows the previous run had not written yet.
@@ -128,6 +129,8 @@ type versionWF struct {
 	flushing    bool
 	continuing  bool
 	auditSize   int
+	// While signals are drained, the current details are refreshed once at the end.
+	draining, detailsStale bool
 }
 
 var storeActivityOptions = workflow.ActivityOptions{
@@ -205,6 +208,7 @@ func (w *versionWF) validated(ctx workflow.Context, rep activities.ValidationRep
 		d := now.Add(time.Duration(t) * time.Second)
 		w.st.Deadline = &d
 	}
+	w.refreshDetails(ctx)
 	return false, nil
 }
 
@@ -239,6 +243,7 @@ func (w *versionWF) requestPromotion(ctx workflow.Context) (done bool, err error
 			return false, err
 		}
 		in.StartWorkflowType, in.StartTaskQueue, in.StartArg = ModelWorkflowType, workflow.GetInfo(ctx).TaskQueueName, start
+		in.StartSummary, in.StartDetails = ModelStartMetadata(w.in.Model)
 		w.setStep(ctx, "waiting for the model's workflow to switch production")
 	}
 	for {
@@ -280,6 +285,7 @@ func (w *versionWF) setStep(ctx workflow.Context, step string) {
 		now := workflow.Now(ctx).UTC()
 		w.st.StepSince = &now
 	}
+	w.refreshDetails(ctx)
 }
 
 // serve is the long tail of a version's life: in Production or Archived, answering archive and restore
@@ -332,6 +338,7 @@ func (w *versionWF) transition(ctx workflow.Context, to, actor, reason string) e
 		// The first entry (the registration) stays; the catalog keeps every transition.
 		w.st.History = append(w.st.History[:1], w.st.History[len(w.st.History)-stageHistoryWindow+1:]...)
 	}
+	w.refreshDetails(ctx)
 	return w.upsertSearchAttributes(ctx)
 }
 
@@ -351,43 +358,48 @@ func (w *versionWF) describe(ctx workflow.Context) VersionDescription {
 }
 
 func (w *versionWF) setHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryStage, func() (string, error) { return w.st.Stage, nil }); err != nil {
+	// The first request for a signal channel gives its description (what the UI's Signal form lists), so
+	// these come before anything else asks for the channels. Neither is a command.
+	workflow.GetSignalChannelWithOptions(ctx, SignalApprove, workflow.SignalChannelOptions{Description: w.decisionDescription(SignalApprove, true)})
+	workflow.GetSignalChannelWithOptions(ctx, SignalReject, workflow.SignalChannelOptions{Description: w.decisionDescription(SignalReject, true)})
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStage, func() (string, error) { return w.st.Stage, nil },
+		workflow.QueryHandlerOptions{Description: descStage}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryDescribe, func() (VersionDescription, error) { return w.describe(ctx), nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryDescribe, func() (VersionDescription, error) { return w.describe(ctx), nil },
+		workflow.QueryHandlerOptions{Description: descDescribe}); err != nil {
 		return err
 	}
 	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryPromotion, func() (PromotionInfo, error) { return w.promotionInfo(), nil },
-		workflow.QueryHandlerOptions{Description: "internal: what the model's workflow checks before promoting this version"}); err != nil {
+		workflow.QueryHandlerOptions{Description: descPromotion}); err != nil {
 		return err
 	}
 	if err := w.setDecisionHandlers(ctx); err != nil {
 		return err
 	}
 	if w.bv >= versionV1 {
-		internal := "internal: sent by the model's workflow during a production switch; refused from anyone else"
 		// No validators: the handlers check (stage, then the switch) and audit what they refuse.
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateArchive, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
 			return w.moveV1(ctx, UpdateArchive, StageProduction, StageArchived, r)
-		}, workflow.UpdateHandlerOptions{Description: internal}); err != nil {
+		}, workflow.UpdateHandlerOptions{Description: descArchive}); err != nil {
 			return err
 		}
 		return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRestore, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
 			return w.moveV1(ctx, UpdateRestore, StageArchived, StageProduction, r)
-		}, workflow.UpdateHandlerOptions{Description: internal})
+		}, workflow.UpdateHandlerOptions{Description: descRestore})
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateArchive, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
 		return w.move(ctx, StageProduction, StageArchived, r)
 	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, r ArchiveRequest) error {
 		return w.checkMove(StageArchived)
-	}}); err != nil {
+	}, Description: descArchive}); err != nil {
 		return err
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRestore, func(ctx workflow.Context, r ArchiveRequest) (string, error) {
 		return w.move(ctx, StageArchived, StageProduction, r)
 	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, r ArchiveRequest) error {
 		return w.checkMove(StageProduction)
-	}})
+	}, Description: descRestore})
 }
 
 func (w *versionWF) checkMove(to string) error {
@@ -449,6 +461,14 @@ func (w *versionWF) waitUntil(ctx workflow.Context, cond func() bool, timeout ti
 }
 
 func (w *versionWF) drainSignals(ctx workflow.Context) {
+	w.draining = true
+	defer func() {
+		w.draining = false
+		if w.detailsStale {
+			w.detailsStale = false
+			w.refreshDetails(ctx)
+		}
+	}()
 	for _, name := range []string{SignalApprove, SignalReject} {
 		ch := workflow.GetSignalChannel(ctx, name)
 		for {

@@ -128,7 +128,9 @@ func (w *versionWF) watchSignals(ctx workflow.Context) {
 // "aprove" would otherwise sit unread until the run ends, and the sender would never know).
 func (w *versionWF) drainUnknownSignals(ctx workflow.Context) {
 	for _, name := range workflow.GetUnhandledSignalNames(ctx) {
-		ch := workflow.GetSignalChannel(ctx, name)
+		// Reading the channel lists the name among the workflow's signals (the SDK keeps every channel
+		// asked for), so it says there that the name is not one.
+		ch := workflow.GetSignalChannelWithOptions(ctx, name, workflow.SignalChannelOptions{Description: descUnknownVersion})
 		for {
 			var raw RawPayload
 			if !ch.ReceiveAsync(&raw) {
@@ -157,6 +159,7 @@ func (w *versionWF) keepRefused(ctx workflow.Context, r RejectedMessage) {
 	if len(w.st.Rejected) > rejectedWindow {
 		w.st.Rejected = w.st.Rejected[len(w.st.Rejected)-rejectedWindow:]
 	}
+	w.refreshDetails(ctx)
 }
 
 // queueRefusal audits a refused message that is not a decision (kind unknown to the decisions table).

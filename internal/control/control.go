@@ -53,7 +53,10 @@ func classify(what string, err error) error {
 // modelStart is the start of a model's workflow for update-with-start: it works before the workflow
 // exists and after an operator terminated it (a fresh run rebuilds itself from the catalog).
 func modelStart(c client.Client, model string) client.WithStartWorkflowOperation {
+	summary, details := workflows.ModelStartMetadata(model)
 	return c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		StaticSummary:            summary,
+		StaticDetails:            details,
 		ID:                       workflows.ModelWorkflowID(model),
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
