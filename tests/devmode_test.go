@@ -17,7 +17,9 @@ import (
 // starter in the same directory needs.
 func startDevWorker(t *testing.T, dataDir string, port, uiPort int) (stop func()) {
 	t.Helper()
-	cmd := exec.Command(bins.worker, "--dev", "--data-dir", dataDir, "--dev-port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort))
+	// --dev serves the HTTP API on 127.0.0.1:8080 unless told otherwise; tests run side by side.
+	cmd := exec.Command(bins.worker, "--dev", "--data-dir", dataDir, "--dev-port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort),
+		"--http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
 	cmd.Env = append(os.Environ(), "MODELREG_TEMPORAL_BIN="+testenv.TemporalBinary(t))
 	logPath := filepath.Join(dataDir, "..", fmt.Sprintf("worker-%d.log", time.Now().UnixNano()))
 	logFile, err := os.Create(logPath)

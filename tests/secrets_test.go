@@ -433,7 +433,7 @@ func TestSecretsDevModeLogsNoDatabasePassword(t *testing.T) {
 	defer f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bins.worker, "--dev", "--headless", "--dev-port", "0", "--data-dir", filepath.Join(dir, "data"))
+	cmd := exec.CommandContext(ctx, bins.worker, "--dev", "--headless", "--dev-port", "0", "--data-dir", filepath.Join(dir, "data"), "--http", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "MODELREG_TEMPORAL_BIN="+bin, "MODELREG_DATABASE_URL="+pg, "MODELREG_S3_BUCKET=",
 		"TEMPORAL_ADDRESS=", "MODELREG_PAYLOAD_KEY=", "MODELREG_PAYLOAD_KEY_ID=", "MODELREG_PAYLOAD_KEY_PREVIOUS=")
 	cmd.Stdout, cmd.Stderr = f, f
