@@ -759,7 +759,7 @@ func testValidateDeletedBlob(t *testing.T, h *harness) {
 }
 
 // promoteV1 puts v1 (accuracy 0.95) in production through the catalog, as ModelWorkflow would.
-func promoteV1(t *testing.T, h *harness) {
+func promoteV1(t *testing.T, h *harness, seq ...int64) {
 	t.Helper()
 	ctx := context.Background()
 	v := catalog.Version{Model: model, Version: 1, IdempotencyKey: "key-1", WorkflowID: "model/fraud/v1",
@@ -771,8 +771,11 @@ func promoteV1(t *testing.T, h *harness) {
 		From: catalog.StageRegistered, To: catalog.StageProduction, Actor: "alice", Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	one := 1
-	if applied, err := h.cat.SetProduction(ctx, model, &one, 1); err != nil || !applied {
+	one, at := 1, int64(1)
+	if len(seq) > 0 {
+		at = seq[0]
+	}
+	if applied, err := h.cat.SetProduction(ctx, model, &one, at); err != nil || !applied {
 		t.Fatalf("SetProduction = %t, %v", applied, err)
 	}
 }
@@ -789,7 +792,26 @@ func testValidateChampion(t *testing.T, h *harness) {
 		t.Errorf("without production: champion v%d, detail %q", rep.ChampionVersion, check(t, rep, name).Detail)
 	}
 
-	promoteV1(t, h)
+	// The pointer caught between its two writes (it names v3, whose stage is not Production yet): the
+	// activity fails, to be retried, instead of failing the challenger's check.
+	ctx := context.Background()
+	if err := h.cat.CreateVersion(ctx, catalog.Version{Model: model, Version: 3, IdempotencyKey: "key-3", WorkflowID: "model/fraud/v3", Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	three := 3
+	if _, err := h.cat.SetProduction(ctx, model, &three, 1); err != nil {
+		t.Fatal(err)
+	}
+	var inc activities.ValidationReport
+	err := h.run(t, h.acts.Validate, activities.ValidateInput{Model: model, Version: 2, Metrics: map[string]float64{"accuracy": 0.5}}, &inc)
+	if err == nil || !strings.Contains(err.Error(), "inconsistent") {
+		t.Fatalf("Validate while the pointer names a version not in Production = %+v, %v; want a retryable error", inc, err)
+	}
+	if _, err := h.cat.SetProduction(ctx, model, nil, 2); err != nil {
+		t.Fatal(err)
+	}
+
+	promoteV1(t, h, 3)
 	for _, c := range []struct {
 		accuracy    float64
 		lowerBetter bool

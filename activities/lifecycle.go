@@ -155,17 +155,15 @@ type ChampionResult struct {
 // RecheckChampion re-runs the champion comparison against the current production version; the model's
 // workflow runs it before a switch when production changed since the version was validated.
 func (a *Activities) RecheckChampion(ctx context.Context, in ChampionInput) (ChampionResult, error) {
-	// A catalog that cannot be read is retried; compareChampion would make it a failed check.
-	if _, err := a.Catalog.Production(ctx, in.Model); err != nil && !errors.Is(err, catalog.ErrNotFound) {
-		return ChampionResult{}, err
-	}
 	p := catalog.Policy{ChampionMetric: in.Metric, ChampionLowerIsBetter: in.LowerIsBetter, ChampionTolerance: in.Tolerance}
 	metrics := map[string]float64{}
 	if in.Value != nil && !math.IsNaN(*in.Value) {
 		metrics[in.Metric] = *in.Value
 	}
 	var rep ValidationReport
-	a.compareChampion(ctx, &rep, ValidateInput{Model: in.Model, Version: in.Version, Metrics: metrics}, p)
+	if err := a.compareChampion(ctx, &rep, ValidateInput{Model: in.Model, Version: in.Version, Metrics: metrics}, p); err != nil {
+		return ChampionResult{}, err
+	}
 	if len(rep.Checks) != 1 {
 		return ChampionResult{}, fmt.Errorf("champion comparison of %s v%d produced %d checks", in.Model, in.Version, len(rep.Checks))
 	}

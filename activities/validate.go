@@ -146,7 +146,9 @@ func (a *Activities) Validate(ctx context.Context, in ValidateInput) (Validation
 	}
 
 	if policy.ChampionMetric != "" {
-		a.compareChampion(ctx, &rep, in, policy)
+		if err := a.compareChampion(ctx, &rep, in, policy); err != nil {
+			return ValidationReport{}, err
+		}
 	}
 
 	rep.Passed = true
@@ -157,27 +159,29 @@ func (a *Activities) Validate(ctx context.Context, in ValidateInput) (Validation
 	return rep, nil
 }
 
-func (a *Activities) compareChampion(ctx context.Context, rep *ValidationReport, in ValidateInput, p catalog.Policy) {
+// compareChampion adds the champion check to rep. A production version it cannot read is an error, to
+// retry, not a failed check: the catalog may be down for a moment, or the model's pointer caught
+// between its two writes (ErrInconsistent), and neither says anything about the challenger.
+func (a *Activities) compareChampion(ctx context.Context, rep *ValidationReport, in ValidateInput, p catalog.Policy) error {
 	name := "champion " + p.ChampionMetric
 	champ, err := a.Catalog.Production(ctx, in.Model)
 	if errors.Is(err, catalog.ErrNotFound) {
 		rep.add(name, true, "no production version to compare with")
-		return
+		return nil
 	}
 	if err != nil {
-		rep.add(name, false, "could not read the production version: %v", err)
-		return
+		return fmt.Errorf("read the production version of %s to compare v%d with: %w", in.Model, in.Version, err)
 	}
 	rep.ChampionVersion = champ.Version
 	mine, ok := in.Metrics[p.ChampionMetric]
 	if !ok {
 		rep.add(name, false, "metric %q was not reported", p.ChampionMetric)
-		return
+		return nil
 	}
 	theirs, ok := champ.Metrics[p.ChampionMetric]
 	if !ok {
 		rep.add(name, true, "production v%d has no %q to compare with", champ.Version, p.ChampionMetric)
-		return
+		return nil
 	}
 	rep.ChampionValue = &theirs
 	worse := theirs - mine
@@ -186,6 +190,7 @@ func (a *Activities) compareChampion(ctx context.Context, rep *ValidationReport,
 	}
 	tol := math.Abs(p.ChampionTolerance)
 	rep.add(name, worse <= tol+1e-12, "v%d %g vs production v%d %g (tolerance %g)", in.Version, mine, champ.Version, theirs, tol)
+	return nil
 }
 
 func compare(v float64, op string, want float64) (bool, error) {
