@@ -134,6 +134,7 @@ func (s *Server) routes() {
 	}, s.getProduction)
 	s.writeRoutes()
 	s.healthRoutes()
+	s.uiRoutes()
 }
 
 func validModel(name string) error {
