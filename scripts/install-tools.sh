@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the embedded default need and is not a Go module dependency: PostgreSQL 15
-# server binaries (Debian package), the temporal CLI and the versitygw S3 server (built once from the Go
-# module proxy and cached). Prints `export` lines for the paths; safe to run repeatedly.
+# server binaries and Chromium for the web page's browser test (Debian packages), the temporal CLI and
+# the versitygw S3 server (built once from the Go module proxy and cached). Prints `export` lines for
+# the paths; safe to run repeatedly.
 set -euo pipefail
 
 cache="${MODELREG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelreg}"
@@ -19,11 +20,15 @@ pg_bindir() {
   done
 }
 
-if [ -z "$(pg_bindir)" ]; then
-  log "PostgreSQL server binaries missing: installing Debian's postgresql package"
+# One apt-get run for both packages: an update alone takes longer than most test packages.
+debs=()
+[ -z "$(pg_bindir)" ] && debs+=(postgresql)
+[ -x /usr/bin/chromium ] || debs+=(chromium)
+if [ ${#debs[@]} -gt 0 ]; then
+  log "installing Debian packages: ${debs[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${debs[@]}" >&2
 fi
 
 # Both are built in parallel: they are the slow part of a fresh machine (~3 min and ~1 min).
@@ -46,3 +51,4 @@ echo "export MODELREG_TEMPORAL_BIN=$bin/temporal"
 echo "export MODELREG_VERSITYGW_BIN=$bin/versitygw"
 echo "export MODELREG_PG_BINDIR=$(pg_bindir)"
 echo "export MODELREG_WORKFLOWCHECK_BIN=$bin/workflowcheck"
+echo "export MODELREG_CHROMIUM_BIN=/usr/bin/chromium"

@@ -93,12 +93,13 @@ func newHarness(t testing.TB) *harness { return newHarnessWith(t, harnessOptions
 
 // harnessOptions change what newHarnessWith sets up. With workerBin and starterBin the harness runs
 // other builds of the registry (an older release, for the upgrade test); with noMigrate the catalog is
-// left for that worker to migrate.
+// left for that worker to migrate; env is added to the environment of the worker and the starter.
 type harnessOptions struct {
 	workerBin, starterBin string
 	noMigrate             bool
 	// api serves the HTTP API on a free port with the principals of apiPrincipals.
 	api bool
+	env []string
 }
 
 // apiPrincipals are the HTTP API's principals in tests: name → roles by model pattern.
@@ -145,6 +146,7 @@ func newHarnessWith(t testing.TB, opts harnessOptions) *harness {
 		"MODELREG_S3_SECRET_ACCESS_KEY="+h.s3.SecretKey,
 		"MODELREG_S3_PATH_STYLE=true",
 	)
+	h.env = append(h.env, opts.env...)
 	cat, err := catalog.Open(context.Background(), h.pgURL)
 	if err != nil {
 		t.Fatal(err)

@@ -136,6 +136,7 @@ func (s *Server) routes() {
 	s.writeRoutes()
 	s.healthRoutes()
 	s.metricsRoute()
+	s.uiRoutes()
 }
 
 func validModel(name string) error {
