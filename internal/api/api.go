@@ -49,6 +49,8 @@ type Options struct {
 	WatchInterval time.Duration
 	// Ready reports whether Temporal is reachable, for /readyz; nil checks Temporal's health API.
 	Ready func(ctx context.Context) error
+	// MaxUploadBytes bounds one file sent through the API (default DefaultMaxUploadBytes).
+	MaxUploadBytes int64
 }
 
 // Server serves the API.
@@ -81,7 +83,7 @@ func New(opts Options) *Server {
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "A token from the registry's tokens file (MODELREG_API_TOKENS_FILE)."},
 	}
-	s.api = humago.New(s.mux, cfg)
+	s.api = huma.NewAPI(cfg, spanAdapter{humago.NewAdapter(s.mux, "")})
 	s.api.UseMiddleware(s.authenticate)
 	s.routes()
 	return s

@@ -133,6 +133,7 @@ func (s *Server) routes() {
 			"with ?wait=30s as well it holds the request until production changes (then 200) or the wait ends (then 304).",
 	}, s.getProduction)
 	s.writeRoutes()
+	s.artifactRoutes()
 	s.healthRoutes()
 }
 
