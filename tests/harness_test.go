@@ -91,6 +91,8 @@ func newHarness(t testing.TB) *harness { return newHarnessWith(t, harnessOptions
 type harnessOptions struct {
 	workerBin, starterBin string
 	noMigrate             bool
+	// env is added to the environment of the worker and the starter (MODELREG_HTTP_ADDR…).
+	env []string
 }
 
 func newHarnessWith(t testing.TB, opts harnessOptions) *harness {
@@ -129,6 +131,7 @@ func newHarnessWith(t testing.TB, opts harnessOptions) *harness {
 		"MODELREG_S3_SECRET_ACCESS_KEY="+h.s3.SecretKey,
 		"MODELREG_S3_PATH_STYLE=true",
 	)
+	h.env = append(h.env, opts.env...)
 	cat, err := catalog.Open(context.Background(), h.pgURL)
 	if err != nil {
 		t.Fatal(err)
