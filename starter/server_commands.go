@@ -476,7 +476,11 @@ func (a *app) listThroughServer(ctx context.Context, model, stage string) error 
 	return tw.Flush()
 }
 
-func (a *app) printProduction(p api.Production) error {
+func (a *app) printProduction(p api.Production, watching bool) error {
+	if a.json && watching {
+		// One object per line: a watcher's output is read a change at a time.
+		return json.NewEncoder(a.out).Encode(p)
+	}
 	if a.json {
 		return a.printJSON(p)
 	}
@@ -510,7 +514,7 @@ func (a *app) productionThroughServer(ctx context.Context, model string, wait bo
 			if derr != nil {
 				return derr
 			}
-			if err := a.printProduction(p); err != nil || !wait {
+			if err := a.printProduction(p, wait); err != nil || !wait {
 				return err
 			}
 			etag, failures = resp.Header.Get("ETag"), 0

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,7 +180,12 @@ func TestUploadThroughAPIDirectoryStore(t *testing.T) {
 	huge := []byte(`{"files":[{"path":"` + strings.Repeat("x", 2<<20) + `","size":1,"sha256":"` + known.SHA256 + `"}]}`)
 	f.want(f.do("POST", uploads, tokens["ci"], huge), 413, "body_too_large")
 	f.want(f.do("POST", "/v1/models/Not%20A%20Model/uploads", tokens["ci"], plan), 400, "bad_model_name")
-	f.srv.opts.MaxUploadBytes = 1 << 10
+
+	// A registry that takes smaller files through its API refuses larger ones before reading them.
+	small := New(Options{Catalog: f.cat, Store: f.store, Auth: f.srv.opts.Auth, MaxUploadBytes: 1 << 10})
+	hs := httptest.NewServer(small.Handler())
+	defer hs.Close()
+	f.url = hs.URL
 	f.want(f.do("POST", uploads, tokens["ci"], plan), 413, "too_large")
 	f.want(f.put(uploads+"/"+hexSHA(weights), tokens["ci"], bytes.NewReader(weights), int64(len(weights))), 413, "too_large")
 }
