@@ -35,6 +35,9 @@ number), that version numbers have no gaps, and that each version's audit trail 
 stage. A finding is checked again after 2 s before it is reported, since a version caught mid-transition
 disagrees for an instant. --verify also re-hashes every blob. Exits 1 when there is any finding.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.noServer("check"); err != nil {
+				return err
+			}
 			if model != "" {
 				if err := names.ValidateModel(model); err != nil {
 					return err

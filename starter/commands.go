@@ -53,6 +53,9 @@ func (a *app) statusCmd() *cobra.Command {
 			if err := checkModelVersion(model, version); err != nil {
 				return err
 			}
+			if a.api != nil {
+				return a.statusThroughServer(cmd.Context(), model, version)
+			}
 			c, err := a.cfg.Dial(a.logger)
 			if err != nil {
 				return err
@@ -175,6 +178,14 @@ func (a *app) listCmd() *cobra.Command {
 		Short: "List models, or a model's versions (from the catalog; no worker needed)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if model != "" {
+				if err := names.ValidateModel(model); err != nil {
+					return err
+				}
+			}
+			if a.api != nil {
+				return a.listThroughServer(ctx, model, stage)
+			}
 			return a.withCatalog(ctx, func(cat *catalog.Catalog) error {
 				if model == "" {
 					ms, err := cat.ListModels(ctx)
@@ -233,14 +244,25 @@ func (a *app) listCmd() *cobra.Command {
 func (a *app) productionCmd() *cobra.Command {
 	var model string
 	var at string
+	var wait bool
 	cmd := &cobra.Command{
-		Use:   "production --model NAME [--at TIME]",
-		Short: "Which version is (or was, --at) in production and where its artifacts are (from the catalog)",
+		Use:   "production --model NAME [--at TIME | --wait]",
+		Short: "Which version is (or was, --at) in production and where its artifacts are (from the catalog); --wait follows it",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := names.ValidateModel(model); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
+			switch {
+			case at != "" && wait:
+				return errors.New("give --at or --wait, not both")
+			case wait && a.api == nil:
+				return errors.New("--wait long-polls the registry's HTTP API: give --server URL (or set MODELREG_SERVER)")
+			case at != "" && a.api != nil:
+				return errors.New("--at has no HTTP API equivalent: run it without --server, with access to the catalog")
+			case a.api != nil:
+				return a.productionThroughServer(ctx, model, wait)
+			}
 			return a.withCatalog(ctx, func(cat *catalog.Catalog) error {
 				if at != "" {
 					return a.productionAt(ctx, cat, model, at)
@@ -277,6 +299,7 @@ func (a *app) productionCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&model, "model", "", "model name (required)")
 	cmd.Flags().StringVar(&at, "at", "", "a past time (RFC 3339, e.g. 2026-11-01T12:00:00Z): which version was in production then")
+	cmd.Flags().BoolVar(&wait, "wait", false, "with --server: keep watching, and print the production version again each time it changes (until interrupted)")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -319,6 +342,12 @@ without it the starter uses the digest the version's workflow reports, and print
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkModelVersion(model, version); err != nil {
 				return err
+			}
+			if a.api != nil {
+				if approver != "" {
+					return notWithServer("--approver", "the decision is recorded as the token's principal")
+				}
+				return a.decideThroughServer(cmd.Context(), kind, model, version, comment, digest)
 			}
 			if approver == "" {
 				approver = currentUser()
@@ -400,6 +429,9 @@ func (a *app) verdictCmd() *cobra.Command {
 		Use:   "verdict --model NAME --version N --validator NAME --token TOKEN (--pass | --fail) [--report-url URL] [--detail TEXT]",
 		Short: "Report an external validator's verdict (what a CI job calls when it has finished)",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.noServer("verdict"); err != nil {
+				return err
+			}
 			if err := checkModelVersion(model, version); err != nil {
 				return err
 			}
@@ -443,6 +475,9 @@ func (a *app) redeliverCmd() *cobra.Command {
 		Use:   "redeliver --model NAME",
 		Short: "Send the model's last deployment event again (after its receiver refused it or was down too long)",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.noServer("redeliver"); err != nil {
+				return err
+			}
 			if err := names.ValidateModel(model); err != nil {
 				return err
 			}
@@ -477,6 +512,12 @@ func (a *app) rollbackCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := names.ValidateModel(model); err != nil {
 				return err
+			}
+			if a.api != nil {
+				if actor != "" {
+					return notWithServer("--actor", "the rollback is recorded as the token's principal")
+				}
+				return a.rollbackThroughServer(cmd.Context(), model, to, reason)
 			}
 			if actor == "" {
 				actor = currentUser()

@@ -31,6 +31,9 @@ func (a *app) historyCmd() *cobra.Command {
 		Use:   "history --model NAME [--version N]",
 		Short: "The audit trail: every transition and decision (who, when, from -> to, why), from the catalog",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.noServer("history"); err != nil {
+				return err
+			}
 			if err := names.ValidateModel(model); err != nil {
 				return err
 			}

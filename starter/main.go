@@ -44,10 +44,16 @@ type app struct {
 	errOut io.Writer
 	json   bool
 	logger *slog.Logger
+	// serverURL and token are --server and --token; api is set when the registry is reached through
+	// its HTTP API instead of Temporal, the catalog and the store.
+	serverURL, token string
+	api              *apiClient
 }
 
-func newRoot() *cobra.Command {
-	a := &app{out: os.Stdout, errOut: os.Stderr}
+func newRoot() *cobra.Command { return newRootWith(os.Stdout, os.Stderr) }
+
+func newRootWith(out, errOut io.Writer) *cobra.Command {
+	a := &app{out: out, errOut: errOut}
 	root := &cobra.Command{
 		Use:           "starter",
 		Short:         "Register model versions and drive their lifecycle in the modelreg registry",
@@ -70,12 +76,14 @@ func newRoot() *cobra.Command {
 			if a.cfg.S3.MaxBackoff == 0 {
 				a.cfg.S3.MaxBackoff = starterS3MaxBackoff
 			}
-			return nil
+			return a.serverSettings(a.cfg.DataDir)
 		},
 	}
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print JSON instead of text")
+	root.PersistentFlags().StringVar(&a.serverURL, "server", "", "the registry's HTTP API (default $MODELREG_SERVER): talk to it instead of Temporal, the catalog and the store")
+	root.PersistentFlags().StringVar(&a.token, "token", "", "bearer token for --server (default $MODELREG_TOKEN, else the api-token file of $MODELREG_DATA_DIR or ./.modelreg)")
 	root.AddCommand(a.registerCmd(), a.statusCmd(), a.listCmd(), a.productionCmd(),
-		a.decisionCmd("approve"), a.decisionCmd("reject"), a.verdictCmd(), a.rollbackCmd(), a.redeliverCmd(), a.historyCmd(), a.policyCmd())
+		a.decisionCmd("approve"), a.decisionCmd("reject"), a.verdictCmd(), a.rollbackCmd(), a.redeliverCmd(), a.historyCmd(), a.policyCmd(), a.pullCmd())
 	root.AddCommand(a.checkCmd())
 	root.AddCommand(a.codecServerCmd())
 	return root

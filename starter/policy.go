@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -74,6 +75,17 @@ func (a *app) policyCmd() *cobra.Command {
 				return fmt.Errorf("--champion-tolerance and --approval-timeout cannot be negative")
 			}
 			ctx := cmd.Context()
+			if a.api != nil {
+				var stored catalog.Policy
+				if err := a.api.call(ctx, http.MethodPut, pathOf("v1", "models", model, "policy"), p, &stored); err != nil {
+					return fmt.Errorf("policy refused: %w", err)
+				}
+				if a.json {
+					return a.printJSON(stored)
+				}
+				fmt.Fprintf(a.out, "policy of %s set\n", model)
+				return nil
+			}
 			return a.withCatalog(ctx, func(cat *catalog.Catalog) error {
 				if err := cat.SetPolicy(ctx, model, p); err != nil {
 					return err
@@ -112,6 +124,13 @@ func (a *app) policyCmd() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			if a.api != nil {
+				var p catalog.Policy
+				if err := a.api.get(ctx, pathOf("v1", "models", showModel, "policy"), nil, &p); err != nil {
+					return err
+				}
+				return a.printJSON(p)
+			}
 			return a.withCatalog(ctx, func(cat *catalog.Catalog) error {
 				p, err := cat.GetPolicy(ctx, showModel)
 				if err != nil {

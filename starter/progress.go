@@ -10,6 +10,7 @@ import (
 // progress draws one updating line on a terminal and stays silent otherwise, so logs of training jobs
 // are not filled with carriage returns.
 type progress struct {
+	verb  string // what is being done: uploading (the default), hashing, downloading
 	w     io.Writer
 	tty   bool
 	total int64
@@ -37,7 +38,11 @@ func (p *progress) update(name string, done int64) {
 		pct = float64(done) * 100 / float64(p.total)
 	}
 	rate := float64(done) / time.Since(p.start).Seconds() / (1 << 20)
-	fmt.Fprintf(p.w, "\r\033[Kuploading %s  %s / %s  %5.1f%%  %.0f MiB/s", name, human(done), human(p.total), pct, rate)
+	verb := p.verb
+	if verb == "" {
+		verb = "uploading"
+	}
+	fmt.Fprintf(p.w, "\r\033[K%s %s  %s / %s  %5.1f%%  %.0f MiB/s", verb, name, human(done), human(p.total), pct, rate)
 }
 
 func (p *progress) finish() {

@@ -35,9 +35,21 @@ func (a *app) registerCmd() *cobra.Command {
 		Long: `Register uploads the files of DIR to the registry's artifact store (content-addressed: a file already
 stored is not sent again), then asks the model's workflow for a new version. With --source, the worker
 copies the objects under an s3:// prefix instead. Retrying with the same --idempotency-key (by default
-derived from the files, metrics, params and source run) returns the same version.`,
+derived from the files, metrics, params and source run) returns the same version.
+
+With --server, nothing but the registry's URL and a token is needed: the files are hashed here, the registry
+says which of them its store lacks and where each goes (a presigned URL of the store, or its own upload
+route), and the version is registered as the token's principal.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if a.api != nil {
+				switch {
+				case by != "":
+					return notWithServer("--registered-by", "the registrant is the token's principal")
+				case cmd.Flags().Changed("part-size-mib"), cmd.Flags().Changed("upload-concurrency"):
+					return notWithServer("--part-size-mib and --upload-concurrency", "they tune uploads straight to the store")
+				}
+			}
 			if err := a.cfg.SetUpload(partSizeMiB, concurrency); err != nil {
 				return err
 			}
@@ -60,15 +72,19 @@ derived from the files, metrics, params and source run) returns the same version
 			if req.Params, err = parseParams(params); err != nil {
 				return err
 			}
-			if req.RegisteredBy == "" {
-				req.RegisteredBy = currentUser()
-			}
 			if source != "" {
 				if _, _, err := artifact.ParseS3URI(source); err != nil {
 					return err
 				}
 				req.Source.URI = source
-			} else {
+			}
+			if a.api != nil {
+				return a.registerThroughServer(ctx, req, dir, key, wait)
+			}
+			if req.RegisteredBy == "" {
+				req.RegisteredBy = currentUser()
+			}
+			if source == "" {
 				// Everything that can be refused is checked before a byte is uploaded: the directory, and
 				// the request's shape and size with the digests still to be computed.
 				files, err := artifact.ScanDir(dir)
@@ -104,24 +120,10 @@ derived from the files, metrics, params and source run) returns the same version
 			if err != nil {
 				return err
 			}
-			if res.Existing && (res.Stage == workflows.StageRejected || res.Stage == workflows.StageFailed) {
-				return fmt.Errorf("%s v%d was already registered under idempotency key %q and ended %s; that key always names v%d. "+
-					"To register the same content again as a new version, pass a new --idempotency-key", res.Model, res.Version, req.IdempotencyKey, res.Stage, res.Version)
+			if err := a.printRegistered(res, req.IdempotencyKey, wait); err != nil || !wait {
+				return err
 			}
-			if a.json && !wait {
-				return a.printJSON(res)
-			}
-			if !a.json {
-				verb := "registered"
-				if res.Existing {
-					verb = "already registered (same idempotency key)"
-				}
-				fmt.Fprintf(a.out, "%s %s v%d\nworkflow: %s\n", verb, res.Model, res.Version, res.WorkflowID)
-			}
-			if wait {
-				return a.follow(ctx, res.Model, res.Version)
-			}
-			return nil
+			return a.follow(ctx, res.Model, res.Version)
 		},
 	}
 	f := cmd.Flags()

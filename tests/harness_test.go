@@ -99,6 +99,7 @@ type harnessOptions struct {
 	noMigrate             bool
 	// api serves the HTTP API on a free port with the principals of apiPrincipals.
 	api bool
+	// env is added to the environment of the worker and the starter (MODELREG_HTTP_ADDR…).
 	env []string
 }
 

@@ -54,6 +54,8 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Metrics, when set, is served at /metrics and counts every request.
 	Metrics *metrics.Registry
+	// MaxUploadBytes bounds one file sent through the API (default DefaultMaxUploadBytes).
+	MaxUploadBytes int64
 }
 
 // Server serves the API.
@@ -102,7 +104,7 @@ func New(opts Options) *Server {
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "A token from the registry's tokens file (MODELREG_API_TOKENS_FILE)."},
 	}
-	s.api = humago.New(s.mux, cfg)
+	s.api = huma.NewAPI(cfg, spanAdapter{humago.NewAdapter(s.mux, "")})
 	s.api.UseMiddleware(s.measure, s.authenticate)
 	opts.Metrics.Watchers(s.watch.watching)
 	s.routes()

@@ -134,6 +134,7 @@ func (s *Server) routes() {
 			"with ?wait=30s as well it holds the request until production changes (then 200) or the wait ends (then 304).",
 	}, s.getProduction)
 	s.writeRoutes()
+	s.artifactRoutes()
 	s.healthRoutes()
 	s.metricsRoute()
 	s.uiRoutes()
@@ -513,7 +514,14 @@ func (s *Server) getProduction(ctx context.Context, in *getProductionInput) (*ge
 		case inconsistent && left <= 0:
 			return nil, catalogError(err, "production")
 		case inconsistent:
-			// A pointer caught between its two writes is waited out while the client waits.
+			// A pointer caught between its two writes is waited out while the client waits. The second
+			// write is the version's, which does not move the pointer the watcher looks at: look again.
+			select {
+			case <-ctx.Done():
+				return nil, apiError(http.StatusServiceUnavailable, "unavailable", "the request ended")
+			case <-time.After(min(left, s.opts.WatchInterval)):
+			}
+			continue
 		case unchanged && left <= 0:
 			return &getProductionOutput{Status: http.StatusNotModified, ETag: out.ETag, CacheControl: "no-cache"}, nil
 		case unchanged:

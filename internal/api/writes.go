@@ -8,6 +8,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
 	"github.com/modelreg/modelreg/internal/control"
 	"github.com/modelreg/modelreg/workflows"
@@ -222,8 +223,22 @@ func (s *Server) register(ctx context.Context, in *registerInput) (*registerOutp
 		SchemaVersion: workflows.SchemaVersion, Model: in.Model, IdempotencyKey: b.IdempotencyKey, Source: b.Source,
 		Metrics: b.Metrics, Params: b.Params, Tags: b.Tags, SourceRun: b.SourceRun, RegisteredBy: p.Name,
 	}
+	files := b.Source.Files
+	if l := b.Source.Listing; l != nil {
+		// Read now, so that a listing nobody uploaded or that does not hash to its name is refused here
+		// instead of failing the version later; and so that the content key is the one its files make,
+		// whether they travel inline or listed.
+		if err := l.Validate(); err != nil {
+			return nil, apiError(http.StatusBadRequest, "bad_registration", err.Error())
+		}
+		if files, err = artifact.ReadListing(ctx, s.opts.Store, *l); errors.Is(err, artifact.ErrBadListing) {
+			return nil, apiError(http.StatusBadRequest, "bad_listing", err.Error())
+		} else if err != nil {
+			return nil, storeError(err, "the listing could not be read")
+		}
+	}
 	if req.IdempotencyKey == "" {
-		req.IdempotencyKey = control.ContentKey(req, b.Source.Files)
+		req.IdempotencyKey = control.ContentKey(req, files)
 	}
 	if err := req.Validate(); err != nil {
 		return nil, apiError(http.StatusBadRequest, "bad_registration", err.Error())

@@ -47,6 +47,28 @@ func TestDirContract(t *testing.T) {
 func TestS3Contract(t *testing.T) {
 	srv := testenv.S3(t)
 	runContract(t, func(t *testing.T) Store { return newS3Harness(t, srv, "registry/prod") })
+	t.Run("TransferLimits", func(t *testing.T) {
+		s := newS3Harness(t, srv, "")
+		ctx := context.Background()
+		huge := FileEntry{SHA256: sha([]byte("huge")), Size: MaxSinglePut + 1}
+		if _, err := s.BlobUpload(ctx, huge, time.Minute); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("BlobUpload of more than one PUT takes = %v, want ErrTooLarge", err)
+		}
+		if err := s.WriteBlob(ctx, huge, strings.NewReader("")); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("WriteBlob of more than one PUT takes = %v, want ErrTooLarge", err)
+		}
+		// Presigned URLs name the endpoint clients reach, which need not be the registry's.
+		cfg := s.cfg
+		cfg.PublicEndpoint = "https://store.example.com:9443"
+		pub, err := NewS3(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := pub.BlobUpload(ctx, FileEntry{SHA256: sha(nil)}, time.Minute)
+		if err != nil || !strings.HasPrefix(req.URL, "https://store.example.com:9443/") {
+			t.Errorf("BlobUpload with a public endpoint = %+v, %v", req, err)
+		}
+	})
 	t.Run("NoPrefix", func(t *testing.T) {
 		s := newS3Harness(t, srv, "")
 		e := putBytes(t, s, []byte("at the bucket root"))
@@ -58,6 +80,7 @@ func TestS3Contract(t *testing.T) {
 
 func runContract(t *testing.T, newStore func(t *testing.T) Store) {
 	ctx := context.Background()
+	t.Run("Transfer", func(t *testing.T) { runTransferContract(t, newStore) })
 
 	t.Run("RoundTrip", func(t *testing.T) {
 		s := newStore(t)

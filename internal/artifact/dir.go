@@ -146,26 +146,33 @@ func (d *Dir) PutFile(ctx context.Context, localPath string, progress Progress) 
 	if sum2 != sum || n != size {
 		return FileEntry{}, fmt.Errorf("%s changed while it was being stored (hashed %d bytes as %s, then copied %d bytes as %s)", localPath, size, sum, n, sum2)
 	}
-	if err := tmp.Chmod(0o444); err != nil {
+	committed, err = commitBlob(tmp, dst)
+	if err != nil {
 		return FileEntry{}, fmt.Errorf("store %s: %w", localPath, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return FileEntry{}, fmt.Errorf("store %s: fsync: %w", localPath, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return FileEntry{}, fmt.Errorf("store %s: %w", localPath, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return FileEntry{}, fmt.Errorf("store %s: %w", localPath, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return FileEntry{}, fmt.Errorf("store %s at %s: %w", localPath, dst, err)
-	}
-	committed = true
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return FileEntry{}, err
 	}
 	return entry, nil
+}
+
+// commitBlob moves a staged blob whose bytes were verified into place at dst: read-only, on disk, then
+// renamed, so the address only ever holds a whole, verified blob. committed says whether the staging
+// file is gone (renamed); the caller removes it otherwise.
+func commitBlob(tmp *os.File, dst string) (committed bool, err error) {
+	if err := tmp.Chmod(0o444); err != nil {
+		return false, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return false, fmt.Errorf("fsync: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return false, fmt.Errorf("rename to %s: %w", dst, err)
+	}
+	return true, syncDir(filepath.Dir(dst))
 }
 
 // StatBlob implements Store.

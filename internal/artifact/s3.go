@@ -30,9 +30,12 @@ import (
 // versitygw, Ceph); leave them empty for AWS. When AccessKeyID is empty the SDK's default credential
 // chain applies (environment, shared config, instance role).
 type S3Config struct {
-	Bucket          string
-	Prefix          string // key prefix under which blobs/ and manifests/ live; may be empty
-	Endpoint        string // e.g. http://127.0.0.1:9000
+	Bucket   string
+	Prefix   string // key prefix under which blobs/ and manifests/ live; may be empty
+	Endpoint string // e.g. http://127.0.0.1:9000
+	// PublicEndpoint is the endpoint presigned URLs name, for clients that reach the store at another
+	// address than the registry does; empty: Endpoint.
+	PublicEndpoint  string
 	Region          string // default us-east-1
 	AccessKeyID     string
 	SecretAccessKey string
@@ -53,8 +56,8 @@ func (c S3Config) String() string {
 	if c.SecretAccessKey != "" {
 		secret = "REDACTED"
 	}
-	return fmt.Sprintf("{Bucket:%s Prefix:%s Endpoint:%s Region:%s AccessKeyID:%s SecretAccessKey:%s PathStyle:%t PartSize:%d Concurrency:%d MaxAttempts:%d MaxBackoff:%s}",
-		c.Bucket, c.Prefix, c.Endpoint, c.Region, c.AccessKeyID, secret, c.PathStyle, c.PartSize, c.Concurrency, c.MaxAttempts, c.MaxBackoff)
+	return fmt.Sprintf("{Bucket:%s Prefix:%s Endpoint:%s PublicEndpoint:%s Region:%s AccessKeyID:%s SecretAccessKey:%s PathStyle:%t PartSize:%d Concurrency:%d MaxAttempts:%d MaxBackoff:%s}",
+		c.Bucket, c.Prefix, c.Endpoint, c.PublicEndpoint, c.Region, c.AccessKeyID, secret, c.PathStyle, c.PartSize, c.Concurrency, c.MaxAttempts, c.MaxBackoff)
 }
 
 // GoString keeps %#v from printing the secret access key either.
@@ -73,7 +76,7 @@ func (c S3Config) MarshalJSON() ([]byte, error) {
 const DefaultS3Region = "us-east-1"
 
 // FromEnv returns c with every field whose environment variable is set (non-empty) taken from it:
-// MODELREG_S3_BUCKET, MODELREG_S3_PREFIX, MODELREG_S3_ENDPOINT, MODELREG_S3_REGION,
+// MODELREG_S3_BUCKET, MODELREG_S3_PREFIX, MODELREG_S3_ENDPOINT, MODELREG_S3_PUBLIC_ENDPOINT, MODELREG_S3_REGION,
 // MODELREG_S3_ACCESS_KEY_ID, MODELREG_S3_SECRET_ACCESS_KEY, MODELREG_S3_PATH_STYLE (true/false).
 // A region that neither c nor the environment sets becomes us-east-1. Typical use:
 // artifact.S3Config{}.FromEnv().
@@ -89,6 +92,7 @@ func (c S3Config) FromEnvPrefix(prefix string) (S3Config, error) {
 	set(&c.Bucket, "BUCKET")
 	set(&c.Prefix, "PREFIX")
 	set(&c.Endpoint, "ENDPOINT")
+	set(&c.PublicEndpoint, "PUBLIC_ENDPOINT")
 	set(&c.Region, "REGION")
 	set(&c.AccessKeyID, "ACCESS_KEY_ID")
 	set(&c.SecretAccessKey, "SECRET_ACCESS_KEY")
