@@ -1,14 +1,18 @@
 """The modelreg HTTP API client (standard library only). The API is described by /v1/openapi.json."""
 
 import hashlib
+import http.client
 import json
 import os
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 TERMINAL = {"Rejected", "Failed"}
+MAX_INLINE_FILES = 1000  # more travel as a listing blob (one more upload)
+PLAN_BATCH = 1000
 
 
 class ApiError(Exception):
@@ -195,13 +199,20 @@ class Client:
         _, _, res = self._request("PUT", f"/v1/models/{_quote(model)}/policy", policy)
         return res
 
-    def register(self, model, source_uri=None, files=None, metrics=None, params=None, tags=None,
+    def register(self, model, directory=None, source_uri=None, files=None, metrics=None, params=None, tags=None,
                  source_run=None, idempotency_key=None):
-        """Registers a version from an s3:// prefix the worker imports (source_uri), or from files
-        already in the registry's store (files: [{"path", "size", "sha256"}])."""
-        if (source_uri is None) == (files is None):
-            raise ValueError("give exactly one of source_uri or files")
-        body = {"source": {"uri": source_uri} if source_uri else {"files": files}}
+        """Registers a version from a local directory (its files are uploaded through the API, only
+        those the store does not hold yet), an s3:// prefix the worker imports (source_uri), or files
+        already in the store (files: [{"path", "size", "sha256"}])."""
+        if sum(x is not None for x in (directory, source_uri, files)) != 1:
+            raise ValueError("give exactly one of directory, source_uri or files")
+        if directory is not None:
+            source = self.upload(model, directory)
+        elif source_uri is not None:
+            source = {"uri": source_uri}
+        else:
+            source = {"files": files}
+        body = {"source": source}
         for k, v in (("metrics", metrics), ("params", params), ("tags", tags), ("sourceRun", source_run),
                      ("idempotencyKey", idempotency_key)):
             if v:
@@ -211,6 +222,123 @@ class Client:
 
     def whoami(self, model=None):
         return self._get("/v1/whoami", model=model)
+
+    # -- artifacts ---------------------------------------------------------------------------------
+
+    def upload(self, model, directory):
+        """Uploads a directory's files (those the store lacks) and returns the registration source:
+        {"files": [...]} or, above 1000 files, {"listing": {...}}."""
+        entries, paths = scan_dir(directory)
+        if not entries:
+            raise ValueError(f"{directory} has no files")
+        self._send(model, entries, paths)
+        if len(entries) <= MAX_INLINE_FILES:
+            return {"files": entries}
+        listing = ("[\n" + ",\n".join(json.dumps(e, separators=(",", ":")) for e in sorted(entries, key=lambda e: e["path"])) + "\n]\n").encode()
+        with tempfile.NamedTemporaryFile(delete=False) as f:
+            f.write(listing)
+        try:
+            digest = hashlib.sha256(listing).hexdigest()
+            self._send(model, [{"path": "listing.json", "size": len(listing), "sha256": digest}], {digest: f.name})
+        finally:
+            os.unlink(f.name)
+        return {"listing": {"sha256": digest, "count": len(entries)}}
+
+    def _send(self, model, entries, paths):
+        for i in range(0, len(entries), PLAN_BATCH):
+            _, _, plan = self._request("POST", f"/v1/models/{_quote(model)}/uploads", {"files": entries[i:i + PLAN_BATCH]})
+            for blob in plan["blobs"]:
+                if not blob["present"]:
+                    self._put(blob["upload"], paths[blob["sha256"]], blob["size"])
+
+    def _put(self, target, path, size):
+        url = target["url"]
+        if not url.startswith(("http://", "https://")):
+            url = self.base_url + url
+        headers = dict(target.get("headers") or {})
+        headers["Content-Length"] = str(size)
+        if target.get("bearer") and self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        u = urllib.parse.urlsplit(url)
+        conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        conn = conn_cls(u.netloc, timeout=max(self.timeout, 300))
+        try:
+            with open(path, "rb") as f:
+                # http.client streams a file body in blocks; nothing is read into memory whole.
+                conn.request(target.get("method", "PUT"), u.path + ("?" + u.query if u.query else ""), body=f, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+        finally:
+            conn.close()
+        if resp.status >= 300:
+            try:
+                err = json.loads(payload)
+                raise ApiError(resp.status, err.get("code", ""), err.get("message", ""))
+            except ValueError:
+                raise ApiError(resp.status, "upload_refused", payload.decode(errors="replace")[:500]) from None
+
+    def pull(self, model, out, version=None):
+        """Downloads a version's files (the production version by default) into out, verifying each
+        file's size and SHA-256 before it gets its name. Returns the version number."""
+        if version is None:
+            prod = self.production(model)
+            if prod is None:
+                raise ApiError(404, "no_production_version", f"model {model!r} has no version in production")
+            version = prod["version"]
+        v = self.version(model, version)
+        root = os.path.realpath(out)
+        os.makedirs(root, exist_ok=True)
+        for f in v.get("files") or []:
+            dest = os.path.realpath(os.path.join(root, f["path"]))
+            if not dest.startswith(root + os.sep):
+                raise DigestMismatch(f"refusing file path {f['path']!r} outside {out}")
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            path = "/".join(_quote(p) for p in f["path"].split("/"))
+            # No token: a redirect to a presigned URL must not carry this API's credentials.
+            req = urllib.request.Request(f"{self.base_url}/v1/models/{_quote(model)}/versions/{int(version)}/files/{path}")
+            h = hashlib.sha256()
+            n = 0
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".pull-")
+            try:
+                with os.fdopen(fd, "wb") as w, urllib.request.urlopen(req, timeout=max(self.timeout, 300)) as r:
+                    while True:
+                        b = r.read(1 << 20)
+                        if not b:
+                            break
+                        h.update(b)
+                        n += len(b)
+                        w.write(b)
+                if n != f["size"] or h.hexdigest() != f["sha256"]:
+                    raise DigestMismatch(f"{f['path']}: got {n} bytes with sha256 {h.hexdigest()}, "
+                                         f"the manifest says {f['size']} bytes with sha256 {f['sha256']}")
+                os.replace(tmp, dest)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        return version
+
+
+def scan_dir(directory):
+    """The regular files under directory as entries, and their local paths by digest. Symbolic links
+    are refused: what is registered is exactly what is in the directory."""
+    entries, paths = [], {}
+    root = os.path.abspath(directory)
+    if not os.path.isdir(root):
+        raise ValueError(f"{directory} is not a directory")
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for d in dirnames:
+            if os.path.islink(os.path.join(dirpath, d)):
+                raise ValueError(f"{os.path.join(dirpath, d)} is a symbolic link, not a directory")
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) or not os.path.isfile(full):
+                raise ValueError(f"{full} is not a regular file")
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            digest = sha256_file(full)
+            entries.append({"path": rel, "size": os.path.getsize(full), "sha256": digest})
+            paths[digest] = full
+    return entries, paths
 
 
 def sha256_file(path, chunk=1 << 20):

@@ -7,6 +7,7 @@ s3:// prefix holding a model.bin the worker can import.
 
 import os
 import sys
+import tempfile
 import threading
 import unittest
 
@@ -84,6 +85,32 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual([x["version"] for x in found], [version])
         self.assertIn(self.model, [m["name"] for m in anon.models()])
         self.assertEqual(alice.whoami(self.model)["principal"], "alice")
+
+    def test_directory_and_pull(self):
+        model = "py-dir"
+        ci, alice = client("ci"), client("alice")
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "run", "config"))
+            with open(os.path.join(d, "run", "model.bin"), "wb") as f:
+                f.write(os.urandom(300_000))
+            with open(os.path.join(d, "run", "config", "params.yaml"), "w") as f:
+                f.write("depth: 6\n")
+            res = ci.register(model, directory=os.path.join(d, "run"), metrics={"accuracy": 0.97})
+            version = res["version"]
+            self.assertEqual(ci.wait(model, version, until={"PendingApproval"}, timeout=120), "PendingApproval")
+            # The same directory again: the same version (content key), nothing sent twice.
+            self.assertTrue(ci.register(model, directory=os.path.join(d, "run"), metrics={"accuracy": 0.97})["existing"])
+            alice.approve(model, version)
+            client().wait(model, version, until={"Production"})
+            out = os.path.join(d, "pulled")
+            self.assertEqual(client().pull(model, out), version)
+            for rel in ("model.bin", "config/params.yaml"):
+                with open(os.path.join(d, "run", rel), "rb") as a, open(os.path.join(out, rel), "rb") as b:
+                    self.assertEqual(a.read(), b.read(), rel)
+            self.assertEqual(sorted(os.listdir(out)), ["config", "model.bin"])  # no temporary files left
+            os.symlink("/etc/passwd", os.path.join(d, "run", "link"))
+            with self.assertRaises(ValueError):
+                ci.register(model, directory=os.path.join(d, "run"))
 
     def test_errors(self):
         anon = client()
