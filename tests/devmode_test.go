@@ -15,11 +15,15 @@ import (
 
 // devWorker runs `worker --dev` the way the README says, on free ports, and returns the environment a
 // starter in the same directory needs.
-func startDevWorker(t *testing.T, dataDir string, port, uiPort int) (stop func()) {
+func startDevWorker(t *testing.T, dataDir string, port, uiPort int, httpPort ...int) (stop func()) {
 	t.Helper()
 	// --dev serves the HTTP API on 127.0.0.1:8080 unless told otherwise; tests run side by side.
+	hp := testenv.FreePort(t)
+	if len(httpPort) > 0 {
+		hp = httpPort[0]
+	}
 	cmd := exec.Command(bins.worker, "--dev", "--data-dir", dataDir, "--dev-port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort),
-		"--http", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
+		"--http", fmt.Sprintf("127.0.0.1:%d", hp))
 	cmd.Env = append(os.Environ(), "MODELREG_TEMPORAL_BIN="+testenv.TemporalBinary(t))
 	logPath := filepath.Join(dataDir, "..", fmt.Sprintf("worker-%d.log", time.Now().UnixNano()))
 	logFile, err := os.Create(logPath)

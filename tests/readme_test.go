@@ -82,9 +82,9 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	port, uiPort := testenv.FreePort(t), testenv.FreePort(t)
+	port, uiPort, httpPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	// ./.modelreg of dir: where `go run ./worker --dev` run in dir keeps the embedded default.
-	stop := startDevWorker(t, filepath.Join(dir, ".modelreg"), port, uiPort)
+	stop := startDevWorker(t, filepath.Join(dir, ".modelreg"), port, uiPort, httpPort)
 	defer stop()
 
 	// As the README's setup leaves it: `starter` and `temporal` on PATH; TEMPORAL_ADDRESS because this
@@ -107,6 +107,8 @@ func TestREADMEWalkthrough(t *testing.T) {
 	var script strings.Builder
 	script.WriteString("set -eo pipefail\n")
 	for i, c := range cmds {
+		// The HTTP API's documented address, moved to this worker's free port.
+		c = strings.ReplaceAll(c, "127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", httpPort))
 		fmt.Fprintf(&script, "echo '### walkthrough step %d'\n%s\n", i, c)
 	}
 	// A bound on the whole session (a stuck `until` loop), not an assertion about its duration.
@@ -134,6 +136,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	// What the walk-through's comments promise at its end.
 	for _, want := range []string{
 		"fraud: v1 is in production again (v2 archived)",
+		"every size and SHA-256 verified",
 		"fraud v2 was in production at",
 	} {
 		if !strings.Contains(out.String(), want) {
