@@ -177,7 +177,7 @@ func TestPostErrorsDoNotShowURLPasswords(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", 503) }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusServiceUnavailable) }))
 	defer srv.Close()
 	u := strings.Replace(srv.URL, "http://", "http://ci:hunter2pw@", 1)
 	err = a.RequestValidation(context.Background(), ValidationRequest{Validator: "ci", URL: u})

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the embedded default need and is not a Go module dependency: PostgreSQL 15
-# server binaries and Chromium for the web page's browser test (Debian packages), the temporal CLI and
-# the versitygw S3 server (built once from the Go module proxy and cached). Prints `export` lines for
+# server binaries and Chromium for the web page's browser test (Debian packages), the temporal CLI, the
+# versitygw S3 server and the linters (workflowcheck, staticcheck), built once from the Go module proxy
+# and cached. Prints `export` lines for
 # the paths; safe to run repeatedly.
 set -euo pipefail
 
@@ -45,6 +46,12 @@ if [ ! -x "$bin/workflowcheck" ]; then
   log "building workflowcheck (v0.6.0) into $bin"
   GOBIN="$bin" go install go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 >&2 & pids+=($!)
 fi
+# The version is in the file name so that bumping it here rebuilds it instead of reusing an older one.
+if [ ! -x "$bin/staticcheck-v0.8.2" ]; then
+  log "building staticcheck (v0.8.2) into $bin"
+  (d=$(mktemp -d "$bin/.staticcheck.XXXXXX") && GOBIN="$d" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2 &&
+    mv "$d/staticcheck" "$bin/staticcheck-v0.8.2" && rmdir "$d") >&2 & pids+=($!)
+fi
 for p in "${pids[@]}"; do wait "$p"; done
 
 echo "export MODELREG_TEMPORAL_BIN=$bin/temporal"
@@ -52,3 +59,4 @@ echo "export MODELREG_VERSITYGW_BIN=$bin/versitygw"
 echo "export MODELREG_PG_BINDIR=$(pg_bindir)"
 echo "export MODELREG_WORKFLOWCHECK_BIN=$bin/workflowcheck"
 echo "export MODELREG_CHROMIUM_BIN=/usr/bin/chromium"
+echo "export MODELREG_STATICCHECK_BIN=$bin/staticcheck-v0.8.2"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The registry's test command (README): installs the real servers the tests use, then runs every test
-# with the race detector. Tests start their own throwaway PostgreSQL, S3 (versitygw) and Temporal servers
+# The registry's test command (README): installs the real servers the tests use, runs gofmt, go vet and
+# the linters (workflowcheck, staticcheck), then every test with the race detector. Tests start their own throwaway PostgreSQL, S3 (versitygw) and Temporal servers
 # on free loopback ports and stop them; nothing is left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,9 @@ go vet ./...
 
 echo "== workflowcheck (non-deterministic workflow code)"
 "$MODELREG_WORKFLOWCHECK_BIN" ./workflows/...
+
+echo "== staticcheck"
+"$MODELREG_STATICCHECK_BIN" ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 40m "$@" ./...

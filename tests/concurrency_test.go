@@ -122,7 +122,7 @@ func TestConcurrentRegistrations(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	out = waitFor(t, func() (string, bool) {
+	waitFor(t, func() (string, bool) {
 		o := h.mustCLI("workflow", "list", "--query", `WorkflowId="model/ops/v1"`, "-o", "json")
 		return o, strings.Count(o, `"runId"`) >= 2
 	})

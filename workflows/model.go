@@ -36,7 +36,7 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "BadInput", nil)
 	}
 	m := &modelWF{in: in, st: ModelState{NextVersion: 1, Keys: map[string]int{}, Ready: map[int]bool{}}, pending: map[string]*pendingRegistration{}}
-	m.v = workflow.GetVersion(ctx, changeModelBehaviour, workflow.DefaultVersion, modelV1)
+	m.v = workflow.GetVersion(ctx, changeModelBehaviour, modelV0, modelV1)
 	if in.State != nil {
 		m.st = *in.State
 		if m.st.Keys == nil {

@@ -578,8 +578,3 @@ func isPreconditionFailed(err error) bool {
 	st := httpStatus(err)
 	return st == http.StatusPreconditionFailed || st == http.StatusConflict
 }
-
-func isNoSuchBucket(err error) bool {
-	var nsb *types.NoSuchBucket
-	return errors.As(err, &nsb) || apiCode(err) == "NoSuchBucket"
-}
