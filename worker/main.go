@@ -82,7 +82,7 @@ func run(logger *slog.Logger) error {
 			return err
 		}
 		defer srv.Stop()
-		cfg.TemporalAddress = srv.Address
+		cfg.UseDevServer(srv.Address)
 		logger.Info("embedded default running", "temporal", srv.Address, "webUI", srv.UIURL,
 			"catalog", config.RedactURL(cfg.DatabaseURL), "artifacts", cfg.ArtifactRoot)
 	}

@@ -84,8 +84,18 @@ func (c S3Config) FromEnv() (S3Config, error) { return c.FromEnvPrefix("MODELREG
 
 // FromEnvPrefix is FromEnv with another variable prefix (MODELREG_SOURCE_S3_ for registration sources).
 func (c S3Config) FromEnvPrefix(prefix string) (S3Config, error) {
+	return c.FromLookup(prefix, os.Getenv)
+}
+
+// S3EnvSuffixes are the suffixes of every variable FromLookup reads under its prefix, so that a list of
+// the registry's variables can be built from them instead of being kept by hand.
+var S3EnvSuffixes = []string{"BUCKET", "PREFIX", "ENDPOINT", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY",
+	"PART_SIZE_MIB", "CONCURRENCY", "MAX_ATTEMPTS", "PATH_STYLE"}
+
+// FromLookup is FromEnvPrefix reading the variables through getenv instead of the process environment.
+func (c S3Config) FromLookup(prefix string, getenv func(string) string) (S3Config, error) {
 	set := func(dst *string, name string) {
-		if v := os.Getenv(prefix + name); v != "" {
+		if v := getenv(prefix + name); v != "" {
 			*dst = v
 		}
 	}
@@ -96,28 +106,28 @@ func (c S3Config) FromEnvPrefix(prefix string) (S3Config, error) {
 	set(&c.Region, "REGION")
 	set(&c.AccessKeyID, "ACCESS_KEY_ID")
 	set(&c.SecretAccessKey, "SECRET_ACCESS_KEY")
-	if v := os.Getenv(prefix + "PART_SIZE_MIB"); v != "" {
+	if v := getenv(prefix + "PART_SIZE_MIB"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < MinPartSize>>20 || n > MaxPartSize>>20 {
 			return c, fmt.Errorf("%sPART_SIZE_MIB=%q: want a whole number of MiB from %d to %d", prefix, v, MinPartSize>>20, MaxPartSize>>20)
 		}
 		c.PartSize = n << 20
 	}
-	if v := os.Getenv(prefix + "CONCURRENCY"); v != "" {
+	if v := getenv(prefix + "CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxConcurrency {
 			return c, fmt.Errorf("%sCONCURRENCY=%q: want a number of parts from 1 to %d", prefix, v, MaxConcurrency)
 		}
 		c.Concurrency = n
 	}
-	if v := os.Getenv(prefix + "MAX_ATTEMPTS"); v != "" {
+	if v := getenv(prefix + "MAX_ATTEMPTS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			return c, fmt.Errorf("%sMAX_ATTEMPTS=%q: want a number of attempts of at least 1", prefix, v)
 		}
 		c.MaxAttempts = n
 	}
-	if v := os.Getenv(prefix + "PATH_STYLE"); v != "" {
+	if v := getenv(prefix + "PATH_STYLE"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return c, fmt.Errorf("%sPATH_STYLE=%q: want true or false", prefix, v)

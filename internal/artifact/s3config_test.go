@@ -101,3 +101,19 @@ func TestPartPlan(t *testing.T) {
 		t.Fatalf("partPlan with no part size = %d, want DefaultPartSize", got)
 	}
 }
+
+// The registry's list of variables (config.Variables) is built from S3EnvSuffixes, so it must name
+// exactly what FromLookup reads.
+func TestS3EnvSuffixesAreWhatFromLookupReads(t *testing.T) {
+	read := map[string]bool{}
+	if _, err := (S3Config{}).FromLookup("P_", func(name string) string { read[name] = true; return "" }); err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, s := range S3EnvSuffixes {
+		listed["P_"+s] = true
+	}
+	if fmt.Sprint(read) != fmt.Sprint(listed) {
+		t.Fatalf("FromLookup reads %v; S3EnvSuffixes lists %v", read, listed)
+	}
+}

@@ -5,17 +5,18 @@ package config
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -27,20 +28,21 @@ import (
 	"github.com/modelreg/modelreg/workflows"
 )
 
-// Config is every setting of the registry. README lists the environment variables.
+// Config is every setting of the registry. README lists the environment variables; Variables names them.
 type Config struct {
-	DataDir         string // MODELREG_DATA_DIR, default ./.modelreg (the embedded default's files)
-	TemporalAddress string // TEMPORAL_ADDRESS, default 127.0.0.1:7233
-	Namespace       string // TEMPORAL_NAMESPACE, default "default"
-	TLSCert         string // TEMPORAL_TLS_CERT (client certificate file)
-	TLSKey          string // TEMPORAL_TLS_KEY
-	TLSCA           string // TEMPORAL_TLS_CA (server CA file)
-	TLSServerName   string // TEMPORAL_TLS_SERVER_NAME
-	TLS             bool   // TEMPORAL_TLS=true: TLS with the system roots
-	DatabaseURL     string // MODELREG_DATABASE_URL, default sqlite://<data dir>/catalog.db
-	ArtifactRoot    string // MODELREG_ARTIFACT_ROOT, default <data dir>/artifacts (when no S3 bucket)
-	S3              artifact.S3Config
-	SourceS3        artifact.S3Config // MODELREG_SOURCE_S3_*: where s3:// sources are read; default S3
+	DataDir string // MODELREG_DATA_DIR, default ./.modelreg (the embedded default's files)
+	// TemporalAddress and Namespace are TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE, else the Temporal
+	// profile's, else 127.0.0.1:7233 and "default".
+	TemporalAddress string
+	Namespace       string
+	// Temporal is the rest of the Temporal client's settings (API key, TLS, gRPC metadata).
+	Temporal    Temporal
+	HTTPAddr    string // MODELREG_HTTP_ADDR: where the worker serves HTTP; empty: the worker's default
+	DatabaseURL string // MODELREG_DATABASE_URL, default sqlite://<data dir>/catalog.db
+	// ArtifactRoot is MODELREG_ARTIFACT_ROOT, default <data dir>/artifacts (when no S3 bucket).
+	ArtifactRoot string
+	S3           artifact.S3Config
+	SourceS3     artifact.S3Config // MODELREG_SOURCE_S3_*: where s3:// sources are read; default S3
 	// WebhookSecret (MODELREG_WEBHOOK_SECRET) signs every webhook and validation request; empty: unsigned.
 	WebhookSecret Secret
 	// MustExist makes OpenCatalog and OpenStore refuse a SQLite catalog file or a store directory that is
@@ -53,6 +55,45 @@ type Config struct {
 	// MetricsHandler receives the Temporal SDK's metrics (the worker serves them at /metrics); nil: none.
 	MetricsHandler client.MetricsHandler
 }
+
+// Temporal is a Temporal client profile as the temporal CLI and the other SDKs read it (envconfig): the
+// profile TEMPORAL_PROFILE (default "default") of the TOML file TEMPORAL_CONFIG_FILE (default the
+// CLI's), with the TEMPORAL_* variables on top. Printing it (fmt, JSON, slog) shows no secret.
+type Temporal struct {
+	Profile envconfig.ClientConfigProfile
+	// Deprecated are the deprecated variables in use, each as "OLD (use NEW)", for Dial to warn about.
+	Deprecated []string
+}
+
+// String describes t without its API key, key material or gRPC metadata values (which may carry
+// credentials too).
+func (t Temporal) String() string {
+	p := t.Profile
+	tlsOn := (p.TLS == nil && p.APIKey != "") || (p.TLS != nil && !p.TLS.Disabled)
+	var clientCert, serverCA bool
+	var serverName string
+	if p.TLS != nil {
+		clientCert = p.TLS.ClientCertPath != "" || len(p.TLS.ClientCertData) > 0
+		serverCA = p.TLS.ServerCACertPath != "" || len(p.TLS.ServerCACertData) > 0
+		serverName = p.TLS.ServerName
+	}
+	meta := make([]string, 0, len(p.GRPCMeta))
+	for k := range p.GRPCMeta {
+		meta = append(meta, k)
+	}
+	sort.Strings(meta)
+	return fmt.Sprintf("{APIKey:%s TLS:%t ClientCert:%t ServerCA:%t ServerName:%s GRPCMeta:%v}",
+		Secret(p.APIKey), tlsOn, clientCert, serverCA, serverName, meta)
+}
+
+// GoString is String, for %#v.
+func (t Temporal) GoString() string { return t.String() }
+
+// Format is String for every verb.
+func (t Temporal) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(t.String())) }
+
+// MarshalText is String, for JSON and slog.
+func (t Temporal) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 
 // Secret is secret configuration bytes. Printing it (fmt with any verb, JSON, slog) shows "REDACTED".
 type Secret []byte
@@ -75,41 +116,166 @@ func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String()))
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // FromEnv reads Config from the environment.
-func FromEnv() (Config, error) {
-	c := Config{
-		DataDir:         env("MODELREG_DATA_DIR", ".modelreg"),
-		TemporalAddress: env("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-		Namespace:       env("TEMPORAL_NAMESPACE", "default"),
-		TLSCert:         os.Getenv("TEMPORAL_TLS_CERT"),
-		TLSKey:          os.Getenv("TEMPORAL_TLS_KEY"),
-		TLSCA:           os.Getenv("TEMPORAL_TLS_CA"),
-		TLSServerName:   os.Getenv("TEMPORAL_TLS_SERVER_NAME"),
-		TLS:             os.Getenv("TEMPORAL_TLS") == "true",
+func FromEnv() (Config, error) { return fromEnv(envconfig.EnvLookupOS) }
+
+// Variables are the environment variables FromEnv reads, and VariablePrefixes the prefixes of the
+// families it reads (TEMPORAL_GRPC_META_<header>: gRPC metadata sent to Temporal). A test holds them to
+// what FromEnv looks up. Beyond these, the AWS SDK reads its own AWS_* variables when no static S3
+// credentials are set.
+var (
+	Variables        = variables()
+	VariablePrefixes = []string{"TEMPORAL_GRPC_META_"}
+)
+
+// IsVariable is whether FromEnv reads the variable name.
+func IsVariable(name string) bool {
+	if slices.Contains(Variables, name) {
+		return true
 	}
+	for _, p := range VariablePrefixes {
+		if strings.HasPrefix(name, p) && len(name) > len(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func variables() []string {
+	v := []string{"MODELREG_DATA_DIR", "MODELREG_HTTP_ADDR", "TEMPORAL_CONFIG_FILE", "TEMPORAL_PROFILE"}
+	v = append(v, temporalVariables...)
+	for _, d := range deprecatedTemporalVariables {
+		v = append(v, d.old)
+	}
+	v = append(v, "MODELREG_DATABASE_URL", "MODELREG_ARTIFACT_ROOT")
+	for _, prefix := range []string{"MODELREG_S3_", "MODELREG_SOURCE_S3_"} {
+		for _, s := range artifact.S3EnvSuffixes {
+			v = append(v, prefix+s)
+		}
+	}
+	return append(v, "MODELREG_WEBHOOK_SECRET", "MODELREG_PAYLOAD_KEY", "MODELREG_PAYLOAD_KEY_ID", "MODELREG_PAYLOAD_KEY_PREVIOUS")
+}
+
+// temporalVariables are the variables envconfig applies on top of a profile and the registry uses. Not
+// TEMPORAL_CODEC_ENDPOINT and TEMPORAL_CODEC_AUTH, which envconfig reads too: payloads are encoded by the
+// registry's own codec (MODELREG_PAYLOAD_KEY), never by a remote codec server, which a worker would call
+// for every payload of every replay.
+var temporalVariables = []string{
+	"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_CLIENT_AUTHORITY", "TEMPORAL_TLS",
+	"TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_CERT_DATA", "TEMPORAL_TLS_CLIENT_KEY_PATH",
+	"TEMPORAL_TLS_CLIENT_KEY_DATA", "TEMPORAL_TLS_SERVER_CA_CERT_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+	"TEMPORAL_TLS_SERVER_NAME", "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION",
+}
+
+// deprecatedTemporalVariables are the registry's own names from before it read envconfig's, still
+// honoured for one release when envconfig's name is not set. TEMPORAL_TLS and TEMPORAL_TLS_SERVER_NAME
+// were already envconfig's names.
+var deprecatedTemporalVariables = []struct{ old, new string }{
+	{"TEMPORAL_TLS_CERT", "TEMPORAL_TLS_CLIENT_CERT_PATH"},
+	{"TEMPORAL_TLS_KEY", "TEMPORAL_TLS_CLIENT_KEY_PATH"},
+	{"TEMPORAL_TLS_CA", "TEMPORAL_TLS_SERVER_CA_CERT_PATH"},
+}
+
+// aliasEnv is the environment as envconfig sees it: a deprecated name stands in for its replacement
+// when the replacement is not set.
+type aliasEnv struct {
+	envconfig.EnvLookup
+	used *[]string
+}
+
+func (e aliasEnv) LookupEnv(name string) (string, bool) {
+	if v, ok := e.EnvLookup.LookupEnv(name); ok {
+		return v, true
+	}
+	for _, d := range deprecatedTemporalVariables {
+		if d.new == name {
+			if v, ok := e.EnvLookup.LookupEnv(d.old); ok && v != "" {
+				*e.used = append(*e.used, d.old+" (use "+d.new+")")
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+func fromEnv(e envconfig.EnvLookup) (Config, error) {
+	get := func(name string) string {
+		v, _ := e.LookupEnv(name)
+		return v
+	}
+	def := func(name, d string) string {
+		if v := strings.TrimSpace(get(name)); v != "" {
+			return v
+		}
+		return d
+	}
+	c := Config{DataDir: def("MODELREG_DATA_DIR", ".modelreg"), HTTPAddr: strings.TrimSpace(get("MODELREG_HTTP_ADDR"))}
 	var err error
-	if c.S3, err = (artifact.S3Config{}).FromEnv(); err != nil {
+	if c.Temporal, err = temporalFromEnv(e); err != nil {
 		return c, err
 	}
-	c.DatabaseURL = env("MODELREG_DATABASE_URL", "sqlite://"+filepath.Join(c.DataDir, "catalog.db"))
-	c.ArtifactRoot = env("MODELREG_ARTIFACT_ROOT", filepath.Join(c.DataDir, "artifacts"))
+	c.TemporalAddress = strings.TrimSpace(c.Temporal.Profile.Address)
+	if c.TemporalAddress == "" {
+		c.TemporalAddress = "127.0.0.1:7233"
+	}
+	c.Namespace = strings.TrimSpace(c.Temporal.Profile.Namespace)
+	if c.Namespace == "" {
+		c.Namespace = "default"
+	}
+	if c.S3, err = (artifact.S3Config{}).FromLookup("MODELREG_S3_", get); err != nil {
+		return c, err
+	}
+	c.DatabaseURL = def("MODELREG_DATABASE_URL", "sqlite://"+filepath.Join(c.DataDir, "catalog.db"))
+	c.ArtifactRoot = def("MODELREG_ARTIFACT_ROOT", filepath.Join(c.DataDir, "artifacts"))
 	// Sources default to the store's endpoint and credentials, with any MODELREG_SOURCE_S3_* on top.
-	if c.SourceS3, err = c.S3.FromEnvPrefix("MODELREG_SOURCE_S3_"); err != nil {
+	if c.SourceS3, err = c.S3.FromLookup("MODELREG_SOURCE_S3_", get); err != nil {
 		return c, err
 	}
-	c.WebhookSecret = Secret(os.Getenv("MODELREG_WEBHOOK_SECRET"))
-	if c.PayloadKeys, err = payloadKeysFromEnv(); err != nil {
+	c.WebhookSecret = Secret(get("MODELREG_WEBHOOK_SECRET"))
+	if c.PayloadKeys, err = payloadKeysFromEnv(get); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
+// temporalFromEnv loads the Temporal profile the way the temporal CLI does, so one config file and one set
+// of TEMPORAL_* variables serve the CLI, the worker and the starter alike.
+func temporalFromEnv(e envconfig.EnvLookup) (Temporal, error) {
+	var t Temporal
+	file, _ := e.LookupEnv("TEMPORAL_CONFIG_FILE")
+	profile, _ := e.LookupEnv("TEMPORAL_PROFILE")
+	if file == "" {
+		// Without a home directory (a container's user may have none) there is no default file, which
+		// is no reason to refuse to start; a profile asked for by name is.
+		if file = envconfig.DefaultConfigFilePath(); file == "" && profile != "" {
+			return t, fmt.Errorf("TEMPORAL_PROFILE=%s: no config file to read it from (no home directory); set TEMPORAL_CONFIG_FILE", profile)
+		}
+	}
+	p, err := envconfig.LoadClientConfigProfile(envconfig.LoadClientConfigProfileOptions{
+		ConfigFilePath: file, ConfigFileProfile: profile, DisableFile: file == "",
+		EnvLookup: aliasEnv{EnvLookup: e, used: &t.Deprecated},
+	})
+	if err != nil {
+		return t, fmt.Errorf("reading the Temporal client settings (TEMPORAL_CONFIG_FILE %s, TEMPORAL_PROFILE %q): %w", file, profile, err)
+	}
+	t.Profile = p
+	return t, nil
+}
+
+// UseDevServer points the client at the embedded default's Temporal dev server, which has no TLS and
+// no API key whatever profile the config file holds for other servers.
+func (c *Config) UseDevServer(address string) {
+	c.TemporalAddress = address
+	c.Temporal.Profile.APIKey = ""
+	c.Temporal.Profile.TLS = &envconfig.ClientConfigTLS{Disabled: true}
+}
+
 // payloadKeysFromEnv reads MODELREG_PAYLOAD_KEY (base64 of 32 bytes) under the id MODELREG_PAYLOAD_KEY_ID
 // (default "default"), then MODELREG_PAYLOAD_KEY_PREVIOUS: comma-separated <id>:<base64> keys that
 // still decrypt payloads written before a rotation. Errors name variables and ids, never key material.
-func payloadKeysFromEnv() ([]codec.Key, error) {
-	cur := strings.TrimSpace(os.Getenv("MODELREG_PAYLOAD_KEY"))
-	id := strings.TrimSpace(os.Getenv("MODELREG_PAYLOAD_KEY_ID"))
-	prev := strings.TrimSpace(os.Getenv("MODELREG_PAYLOAD_KEY_PREVIOUS"))
+func payloadKeysFromEnv(getenv func(string) string) ([]codec.Key, error) {
+	cur := strings.TrimSpace(getenv("MODELREG_PAYLOAD_KEY"))
+	id := strings.TrimSpace(getenv("MODELREG_PAYLOAD_KEY_ID"))
+	prev := strings.TrimSpace(getenv("MODELREG_PAYLOAD_KEY_PREVIOUS"))
 	if cur == "" {
 		if id != "" || prev != "" {
 			return nil, errors.New("MODELREG_PAYLOAD_KEY_ID or MODELREG_PAYLOAD_KEY_PREVIOUS is set but MODELREG_PAYLOAD_KEY is not: " +
@@ -166,61 +332,46 @@ func (c Config) DataConverter() (converter.DataConverter, error) {
 // redact.URL, which the catalog's errors use too, so a log line and an error cannot disagree on a secret.
 func RedactURL(raw string) string { return redact.URL(raw) }
 
-func env(name, def string) string {
-	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
-		return v
-	}
-	return def
-}
-
-// Dial connects to Temporal with the registry's data converter. With payload keys, every payload is
-// encrypted (and decrypted) by the client and the workers built on it, and so are the messages and stack
-// traces of failures.
+// Dial connects to Temporal with the profile's credentials and TLS and the registry's data converter.
+// With payload keys, every payload is encrypted (and decrypted) by the client and the workers built on
+// it, and so are the messages and stack traces of failures.
 func (c Config) Dial(logger *slog.Logger) (client.Client, error) {
-	dc, err := c.DataConverter()
+	opts, err := c.clientOptions(logger)
 	if err != nil {
 		return nil, err
-	}
-	opts := client.Options{
-		HostPort:       c.TemporalAddress,
-		Namespace:      c.Namespace,
-		DataConverter:  dc,
-		Logger:         log.NewStructuredLogger(logger),
-		MetricsHandler: c.MetricsHandler,
-	}
-	if len(c.PayloadKeys) > 0 {
-		// An error's message is not a payload: without this it would be stored in the clear.
-		opts.FailureConverter = temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
-			DataConverter: dc, EncodeCommonAttributes: true,
-		})
-	}
-	if c.TLS || c.TLSCert != "" || c.TLSCA != "" {
-		tc := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}
-		if c.TLSCert != "" {
-			cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-			if err != nil {
-				return nil, fmt.Errorf("TEMPORAL_TLS_CERT/TEMPORAL_TLS_KEY: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		if c.TLSCA != "" {
-			pem, err := os.ReadFile(c.TLSCA)
-			if err != nil {
-				return nil, fmt.Errorf("TEMPORAL_TLS_CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("TEMPORAL_TLS_CA %s holds no PEM certificate", c.TLSCA)
-			}
-			tc.RootCAs = pool
-		}
-		opts.ConnectionOptions.TLS = tc
 	}
 	cl, err := client.Dial(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", c.TemporalAddress, c.Namespace, err)
 	}
 	return cl, nil
+}
+
+func (c Config) clientOptions(logger *slog.Logger) (client.Options, error) {
+	dc, err := c.DataConverter()
+	if err != nil {
+		return client.Options{}, err
+	}
+	for _, d := range c.Temporal.Deprecated {
+		logger.Warn("deprecated variable: " + d)
+	}
+	p := c.Temporal.Profile
+	p.Address, p.Namespace = c.TemporalAddress, c.Namespace
+	p.Codec = nil // the codec is the registry's (see temporalVariables)
+	opts, err := p.ToClientOptions(envconfig.ToClientOptionsRequest{})
+	if err != nil {
+		return client.Options{}, fmt.Errorf("the Temporal client settings: %w", err)
+	}
+	opts.DataConverter = dc
+	opts.Logger = log.NewStructuredLogger(logger)
+	opts.MetricsHandler = c.MetricsHandler
+	if len(c.PayloadKeys) > 0 {
+		// An error's message is not a payload: without this it would be stored in the clear.
+		opts.FailureConverter = temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
+			DataConverter: dc, EncodeCommonAttributes: true,
+		})
+	}
+	return opts, nil
 }
 
 // ErrNoRegistry is returned (wrapped) by OpenCatalog and OpenStore with MustExist when the embedded

@@ -152,6 +152,9 @@ func TestConfigPrintsNoSecrets(t *testing.T) {
 	t.Setenv("MODELREG_PAYLOAD_KEY", key)
 	t.Setenv("MODELREG_S3_SECRET_ACCESS_KEY", "s3-secret-do-not-print")
 	t.Setenv("MODELREG_S3_ACCESS_KEY_ID", "AKIATEST")
+	t.Setenv("TEMPORAL_API_KEY", "temporal-key-do-not-print")
+	t.Setenv("TEMPORAL_TLS_CLIENT_KEY_DATA", "tls-key-do-not-print")
+	t.Setenv("TEMPORAL_GRPC_META_AUTHORIZATION", "grpc-meta-do-not-print")
 	c, err := FromEnv()
 	if err != nil {
 		t.Fatal(err)
@@ -168,13 +171,17 @@ func TestConfigPrintsNoSecrets(t *testing.T) {
 		fmt.Sprintf("%v|%+v|%#v|%s|%x|%d", c, c, c, c.WebhookSecret, c.WebhookSecret, c.WebhookSecret),
 		string(js), logged.String(),
 	} {
-		for _, secret := range []string{"whsec-do-not-print", "s3-secret-do-not-print", key, fmt.Sprintf("%x", raw), fmt.Sprint(raw),
+		for _, secret := range []string{"whsec-do-not-print", "s3-secret-do-not-print", key,
+			"temporal-key-do-not-print", "tls-key-do-not-print", "grpc-meta-do-not-print", fmt.Sprint([]byte("tls-key-do-not-print")), fmt.Sprintf("%x", raw), fmt.Sprint(raw),
 			fmt.Sprint([]byte("whsec-do-not-print")), fmt.Sprintf("%x", "whsec-do-not-print"),
 			base64.StdEncoding.EncodeToString([]byte("whsec-do-not-print"))} {
 			if strings.Contains(s, secret) {
 				t.Fatalf("%q shows a secret (%q)", s, secret)
 			}
 		}
+	}
+	if c.Temporal.Profile.APIKey != "temporal-key-do-not-print" || !strings.Contains(fmt.Sprint(c), "APIKey:REDACTED") {
+		t.Fatalf("the API key is not read or not shown as set: %v", c)
 	}
 	if !strings.Contains(fmt.Sprint(c.WebhookSecret), "REDACTED") {
 		t.Fatalf("secret printed as %v", c.WebhookSecret)
