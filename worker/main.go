@@ -28,6 +28,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 2 && os.Args[1] == "probe" {
+		runProbe(os.Args[2])
+	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := run(logger); err != nil {
 		logger.Error("worker stopped", "error", err.Error())
