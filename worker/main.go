@@ -114,14 +114,14 @@ func run(logger *slog.Logger) error {
 	defer reg.Close()
 	// The API comes up before Temporal is reached: reads come from the catalog and must not wait for it.
 	var apiSrv *api.Server
-	addr := firstNonEmpty(*httpAddr, os.Getenv("MODELREG_HTTP_ADDR"))
+	addr := firstNonEmpty(*httpAddr, cfg.HTTPAddr)
 	if addr == "" && *dev {
 		addr = "127.0.0.1:8080"
 	}
 	if addr != "" && addr != "off" {
 		var stopHTTP func()
 		apiSrv, stopHTTP, err = serveHTTP(ctx, logger, httpOptions{
-			Addr: addr, Dev: *dev, DataDir: cfg.DataDir, TokensFile: firstNonEmpty(*tokensFile, os.Getenv("MODELREG_API_TOKENS_FILE")),
+			Addr: addr, Dev: *dev, DataDir: cfg.DataDir, TokensFile: firstNonEmpty(*tokensFile, cfg.APITokensFile),
 			Catalog: cat, Store: store, Metrics: reg,
 		})
 		if err != nil {

@@ -36,9 +36,12 @@ type Config struct {
 	TemporalAddress string
 	Namespace       string
 	// Temporal is the rest of the Temporal client's settings (API key, TLS, gRPC metadata).
-	Temporal    Temporal
-	HTTPAddr    string // MODELREG_HTTP_ADDR: where the worker serves HTTP; empty: the worker's default
-	DatabaseURL string // MODELREG_DATABASE_URL, default sqlite://<data dir>/catalog.db
+	Temporal Temporal
+	// HTTPAddr (MODELREG_HTTP_ADDR, or the worker's --http) is where the worker serves its HTTP API;
+	// APITokensFile (MODELREG_API_TOKENS_FILE, or --api-tokens) holds the API's bearer tokens.
+	HTTPAddr      string
+	APITokensFile string
+	DatabaseURL   string // MODELREG_DATABASE_URL, default sqlite://<data dir>/catalog.db
 	// ArtifactRoot is MODELREG_ARTIFACT_ROOT, default <data dir>/artifacts (when no S3 bucket).
 	ArtifactRoot string
 	S3           artifact.S3Config
@@ -141,7 +144,7 @@ func IsVariable(name string) bool {
 }
 
 func variables() []string {
-	v := []string{"MODELREG_DATA_DIR", "MODELREG_HTTP_ADDR", "TEMPORAL_CONFIG_FILE", "TEMPORAL_PROFILE"}
+	v := []string{"MODELREG_DATA_DIR", "MODELREG_HTTP_ADDR", "MODELREG_API_TOKENS_FILE", "TEMPORAL_CONFIG_FILE", "TEMPORAL_PROFILE"}
 	v = append(v, temporalVariables...)
 	for _, d := range deprecatedTemporalVariables {
 		v = append(v, d.old)
@@ -208,7 +211,8 @@ func fromEnv(e envconfig.EnvLookup) (Config, error) {
 		}
 		return d
 	}
-	c := Config{DataDir: def("MODELREG_DATA_DIR", ".modelreg"), HTTPAddr: strings.TrimSpace(get("MODELREG_HTTP_ADDR"))}
+	c := Config{DataDir: def("MODELREG_DATA_DIR", ".modelreg"), HTTPAddr: strings.TrimSpace(get("MODELREG_HTTP_ADDR")),
+		APITokensFile: strings.TrimSpace(get("MODELREG_API_TOKENS_FILE"))}
 	var err error
 	if c.Temporal, err = temporalFromEnv(e); err != nil {
 		return c, err

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -331,3 +332,39 @@ type recordingEnv struct {
 
 func (r *recordingEnv) LookupEnv(k string) (string, bool) { r.read[k] = true; return "", false }
 func (r *recordingEnv) Environ() []string                 { r.environ = true; return nil }
+
+// Everything else reads its settings from Config, so Variables stays the whole list: no other package
+// may read a MODELREG_ or TEMPORAL_ variable itself, except where `worker --dev` finds the temporal CLI.
+func TestNoVariableReadOutsideConfig(t *testing.T) {
+	allowed := map[string]string{"MODELREG_CACHE": "internal/devserver", "MODELREG_TEMPORAL_BIN": "internal/devserver"}
+	read := regexp.MustCompile(`(?:Getenv|LookupEnv)\("((?:MODELREG|TEMPORAL)_[A-Z0-9_]*)"\)`)
+	err := filepath.WalkDir("../..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel := filepath.ToSlash(strings.TrimPrefix(path, "../../"))
+		if d.IsDir() {
+			// Tests and their helpers configure the servers they start.
+			if rel == "internal/config" || rel == "internal/testenv" || rel == "tests" || (path != "../.." && strings.HasPrefix(d.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range read.FindAllStringSubmatch(string(src), -1) {
+			if dir, ok := allowed[m[1]]; !ok || dir != filepath.ToSlash(filepath.Dir(rel)) {
+				t.Errorf("%s reads %s itself: read it in config.FromEnv and list it in Variables", rel, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
