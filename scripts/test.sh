@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The registry's test command (README): installs the real servers the tests use, runs gofmt, go vet and
-# the linters (workflowcheck, staticcheck), then every test with the race detector. Tests start their own throwaway PostgreSQL, S3 (versitygw) and Temporal servers
-# on free loopback ports and stop them; nothing is left running.
+# the linters (workflowcheck, staticcheck), then every test with the race detector. Tests start their
+# own throwaway PostgreSQL, S3 (versitygw) and Temporal servers on free loopback ports and stop them;
+# nothing is left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
