@@ -2,8 +2,7 @@
 # Installs what the tests and the embedded default need and is not a Go module dependency: PostgreSQL 15
 # server binaries and Chromium for the web page's browser test (Debian packages), the temporal CLI, the
 # versitygw S3 server and the linters (workflowcheck, staticcheck), built once from the Go module proxy
-# and cached. Prints `export` lines for
-# the paths; safe to run repeatedly.
+# and cached. Prints `export` lines for the paths; safe to run repeatedly.
 set -euo pipefail
 
 cache="${MODELREG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelreg}"
