@@ -25,7 +25,7 @@ import (
 // the token file `worker --dev` writes (<data dir>/api-token, or ./.modelreg/api-token).
 func (a *app) serverSettings(dataDir string) error {
 	if a.serverURL == "" {
-		a.serverURL = strings.TrimSpace(os.Getenv("MODELREG_SERVER"))
+		a.serverURL = a.cfg.Server
 	}
 	if a.serverURL == "" {
 		return nil
@@ -36,7 +36,7 @@ func (a *app) serverSettings(dataDir string) error {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	if a.token == "" {
-		a.token = strings.TrimSpace(os.Getenv("MODELREG_TOKEN"))
+		a.token = string(a.cfg.Token)
 	}
 	if a.token == "" {
 		for _, p := range []string{filepath.Join(dataDir, "api-token"), filepath.Join(".modelreg", "api-token")} {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -289,6 +290,14 @@ func TestComposeWorker(t *testing.T) {
 	_, vgwPort := hostPort(t, "VGW_PORT", env(s3, "VGW_PORT"))
 	if eu.Hostname() != "s3" || eu.Port() != vgwPort {
 		t.Errorf("worker: MODELREG_S3_ENDPOINT %s, want the s3 service on its port %s", eu, vgwPort)
+	}
+	// Presigned URLs are for clients outside the compose network: the store's published port on the host.
+	pu, err := url.Parse(env(w, "MODELREG_S3_PUBLIC_ENDPOINT"))
+	if err != nil || pu.Hostname() != "127.0.0.1" || !slices.ContainsFunc(s3.Ports, func(p types.ServicePortConfig) bool {
+		return fmt.Sprint(p.Target) == vgwPort && p.Published == pu.Port()
+	}) {
+		t.Errorf("worker: MODELREG_S3_PUBLIC_ENDPOINT %q is not the s3 service's port %s as published on the host (%+v)",
+			env(w, "MODELREG_S3_PUBLIC_ENDPOINT"), vgwPort, s3.Ports)
 	}
 	if env(w, "MODELREG_S3_ACCESS_KEY_ID") != env(s3, "ROOT_ACCESS_KEY_ID") || env(w, "MODELREG_S3_SECRET_ACCESS_KEY") != env(s3, "ROOT_SECRET_ACCESS_KEY") ||
 		env(s3, "ROOT_ACCESS_KEY_ID") == "" {

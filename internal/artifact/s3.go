@@ -89,8 +89,8 @@ func (c S3Config) FromEnvPrefix(prefix string) (S3Config, error) {
 
 // S3EnvSuffixes are the suffixes of every variable FromLookup reads under its prefix, so that a list of
 // the registry's variables can be built from them instead of being kept by hand.
-var S3EnvSuffixes = []string{"BUCKET", "PREFIX", "ENDPOINT", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY",
-	"PART_SIZE_MIB", "CONCURRENCY", "MAX_ATTEMPTS", "PATH_STYLE"}
+var S3EnvSuffixes = []string{"BUCKET", "PREFIX", "ENDPOINT", "PUBLIC_ENDPOINT", "REGION", "ACCESS_KEY_ID",
+	"SECRET_ACCESS_KEY", "PART_SIZE_MIB", "CONCURRENCY", "MAX_ATTEMPTS", "PATH_STYLE"}
 
 // FromLookup is FromEnvPrefix reading the variables through getenv instead of the process environment.
 func (c S3Config) FromLookup(prefix string, getenv func(string) string) (S3Config, error) {

@@ -41,7 +41,12 @@ type Config struct {
 	// APITokensFile (MODELREG_API_TOKENS_FILE, or --api-tokens) holds the API's bearer tokens.
 	HTTPAddr      string
 	APITokensFile string
-	DatabaseURL   string // MODELREG_DATABASE_URL, default sqlite://<data dir>/catalog.db
+	// Server (MODELREG_SERVER, or the starter's --server) is the registry's HTTP API the starter talks
+	// to instead of Temporal, the catalog and the store; Token (MODELREG_TOKEN, or --token) its bearer
+	// token.
+	Server      string
+	Token       Secret
+	DatabaseURL string // MODELREG_DATABASE_URL, default sqlite://<data dir>/catalog.db
 	// ArtifactRoot is MODELREG_ARTIFACT_ROOT, default <data dir>/artifacts (when no S3 bucket).
 	ArtifactRoot string
 	S3           artifact.S3Config
@@ -144,7 +149,8 @@ func IsVariable(name string) bool {
 }
 
 func variables() []string {
-	v := []string{"MODELREG_DATA_DIR", "MODELREG_HTTP_ADDR", "MODELREG_API_TOKENS_FILE", "TEMPORAL_CONFIG_FILE", "TEMPORAL_PROFILE"}
+	v := []string{"MODELREG_DATA_DIR", "MODELREG_HTTP_ADDR", "MODELREG_API_TOKENS_FILE", "MODELREG_SERVER", "MODELREG_TOKEN",
+		"TEMPORAL_CONFIG_FILE", "TEMPORAL_PROFILE"}
 	v = append(v, temporalVariables...)
 	for _, d := range deprecatedTemporalVariables {
 		v = append(v, d.old)
@@ -212,7 +218,8 @@ func fromEnv(e envconfig.EnvLookup) (Config, error) {
 		return d
 	}
 	c := Config{DataDir: def("MODELREG_DATA_DIR", ".modelreg"), HTTPAddr: strings.TrimSpace(get("MODELREG_HTTP_ADDR")),
-		APITokensFile: strings.TrimSpace(get("MODELREG_API_TOKENS_FILE"))}
+		APITokensFile: strings.TrimSpace(get("MODELREG_API_TOKENS_FILE")), Server: strings.TrimSpace(get("MODELREG_SERVER")),
+		Token: Secret(strings.TrimSpace(get("MODELREG_TOKEN")))}
 	var err error
 	if c.Temporal, err = temporalFromEnv(e); err != nil {
 		return c, err

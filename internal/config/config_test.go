@@ -155,6 +155,7 @@ func TestConfigPrintsNoSecrets(t *testing.T) {
 	t.Setenv("TEMPORAL_API_KEY", "temporal-key-do-not-print")
 	t.Setenv("TEMPORAL_TLS_CLIENT_KEY_DATA", "tls-key-do-not-print")
 	t.Setenv("TEMPORAL_GRPC_META_AUTHORIZATION", "grpc-meta-do-not-print")
+	t.Setenv("MODELREG_TOKEN", "api-token-do-not-print")
 	c, err := FromEnv()
 	if err != nil {
 		t.Fatal(err)
@@ -172,13 +173,17 @@ func TestConfigPrintsNoSecrets(t *testing.T) {
 		string(js), logged.String(),
 	} {
 		for _, secret := range []string{"whsec-do-not-print", "s3-secret-do-not-print", key,
-			"temporal-key-do-not-print", "tls-key-do-not-print", "grpc-meta-do-not-print", fmt.Sprint([]byte("tls-key-do-not-print")), fmt.Sprintf("%x", raw), fmt.Sprint(raw),
+			"temporal-key-do-not-print", "tls-key-do-not-print", "grpc-meta-do-not-print", fmt.Sprint([]byte("tls-key-do-not-print")),
+			"api-token-do-not-print", fmt.Sprint([]byte("api-token-do-not-print")), fmt.Sprintf("%x", raw), fmt.Sprint(raw),
 			fmt.Sprint([]byte("whsec-do-not-print")), fmt.Sprintf("%x", "whsec-do-not-print"),
 			base64.StdEncoding.EncodeToString([]byte("whsec-do-not-print"))} {
 			if strings.Contains(s, secret) {
 				t.Fatalf("%q shows a secret (%q)", s, secret)
 			}
 		}
+	}
+	if string(c.Token) != "api-token-do-not-print" {
+		t.Fatalf("MODELREG_TOKEN not read")
 	}
 	if c.Temporal.Profile.APIKey != "temporal-key-do-not-print" || !strings.Contains(fmt.Sprint(c), "APIKey:REDACTED") {
 		t.Fatalf("the API key is not read or not shown as set: %v", c)
