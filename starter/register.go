@@ -327,29 +327,38 @@ func (a *app) follow(ctx context.Context, model string, version int) error {
 		return err
 	}
 	defer c.Close()
+	return a.followStages(ctx, model, version, func() (string, any, func(), error) {
+		d, err := describeVersion(ctx, c, model, version)
+		return d.State.Stage, d, func() { printReasons(a.out, d) }, err
+	})
+}
+
+// followStages polls next for the version's stage (with what --json prints and how to explain an end)
+// and prints each stage it has not printed yet, until the version waits for a human or ends.
+func (a *app) followStages(ctx context.Context, model string, version int, next func() (stage string, doc any, reasons func(), err error)) error {
 	last := ""
 	for {
-		d, err := describeVersion(ctx, c, model, version)
+		stage, doc, reasons, err := next()
 		if err != nil {
 			return err
 		}
-		if s := d.State.Stage; s != last {
-			last = s
+		if stage != last {
+			last = stage
 			if !a.json {
-				fmt.Fprintf(a.out, "%s  %s\n", time.Now().UTC().Format(time.RFC3339), s)
+				fmt.Fprintf(a.out, "%s  %s\n", time.Now().UTC().Format(time.RFC3339), stage)
 			}
 		}
 		switch last {
 		case workflows.StagePendingApproval, workflows.StageProduction, workflows.StageArchived:
 			if a.json {
-				return a.printJSON(d)
+				return a.printJSON(doc)
 			}
 			return nil
 		case workflows.StageRejected, workflows.StageFailed:
 			if a.json {
-				_ = a.printJSON(d)
+				_ = a.printJSON(doc)
 			} else {
-				printReasons(a.out, d)
+				reasons()
 			}
 			return fmt.Errorf("%s v%d ended %s", model, version, last)
 		}

@@ -348,38 +348,14 @@ func liveStage(d api.VersionDetail) string {
 
 // followThroughServer is follow with --server.
 func (a *app) followThroughServer(ctx context.Context, model string, version int) error {
-	last := ""
-	for {
+	return a.followStages(ctx, model, version, func() (string, any, func(), error) {
 		d, err := a.api.version(ctx, model, version)
-		if err != nil {
-			return err
-		}
-		if s := liveStage(d); s != last {
-			last = s
-			if !a.json {
-				fmt.Fprintf(a.out, "%s  %s\n", time.Now().UTC().Format(time.RFC3339), s)
-			}
-		}
-		switch last {
-		case workflows.StagePendingApproval, workflows.StageProduction, workflows.StageArchived:
-			if a.json {
-				return a.printJSON(d)
-			}
-			return nil
-		case workflows.StageRejected, workflows.StageFailed:
-			if a.json {
-				_ = a.printJSON(d)
-			} else if n := len(d.Transitions); n > 0 {
+		return liveStage(d), d, func() {
+			if n := len(d.Transitions); n > 0 {
 				fmt.Fprintf(a.out, "reason: %s\n", safe(d.Transitions[n-1].Reason))
 			}
-			return fmt.Errorf("%s v%d ended %s", model, version, last)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
+		}, err
+	})
 }
 
 func (a *app) statusThroughServer(ctx context.Context, model string, version int) error {
