@@ -24,7 +24,8 @@ func TestPythonClient(t *testing.T) {
 		testenv.Unavailable(t, "python3 not found")
 		return
 	}
-	h := newHarnessWith(t, harnessOptions{api: true})
+	// The training bucket is the one prefix registrations through the API may import from.
+	h := newHarnessWith(t, harnessOptions{api: true, env: []string{"MODELREG_API_S3_SOURCES=s3://training/runs"}})
 	ctx := context.Background()
 	raw := h.store.(*artifact.S3).Client()
 	if _, err := raw.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("training")}); err != nil {

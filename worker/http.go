@@ -19,6 +19,7 @@ import (
 
 type httpOptions struct {
 	Addr, DataDir, TokensFile string
+	Sources                   []string
 	Dev                       bool
 	Catalog                   *catalog.Catalog
 	Store                     artifact.Store
@@ -47,7 +48,7 @@ func serveHTTP(ctx context.Context, logger *slog.Logger, o httpOptions) (*api.Se
 	default:
 		logger.Warn("no MODELREG_API_TOKENS_FILE: the HTTP API serves reads only and refuses every write")
 	}
-	srv := api.New(api.Options{Catalog: o.Catalog, Store: o.Store, Auth: auth, Logger: logger, Metrics: o.Metrics})
+	srv := api.New(api.Options{Catalog: o.Catalog, Store: o.Store, Sources: o.Sources, Auth: auth, Logger: logger, Metrics: o.Metrics})
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("HTTP API: %w", err)

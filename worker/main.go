@@ -121,7 +121,7 @@ func run(logger *slog.Logger) error {
 	if addr != "" && addr != "off" {
 		var stopHTTP func()
 		apiSrv, stopHTTP, err = serveHTTP(ctx, logger, httpOptions{
-			Addr: addr, Dev: *dev, DataDir: cfg.DataDir, TokensFile: firstNonEmpty(*tokensFile, cfg.APITokensFile),
+			Addr: addr, Dev: *dev, DataDir: cfg.DataDir, TokensFile: firstNonEmpty(*tokensFile, cfg.APITokensFile), Sources: cfg.APISources,
 			Catalog: cat, Store: store, Metrics: reg,
 		})
 		if err != nil {

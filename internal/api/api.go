@@ -54,6 +54,9 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Metrics, when set, is served at /metrics and counts every request.
 	Metrics *metrics.Registry
+	// Sources are the s3://bucket/prefix URIs a registration may import from; none: s3:// sources
+	// are refused (the worker's credentials would copy whatever they can read for any registrant).
+	Sources []string
 	// MaxUploadBytes bounds one file sent through the API (default DefaultMaxUploadBytes).
 	MaxUploadBytes int64
 }
@@ -221,13 +224,43 @@ func init() {
 			if errors.As(x, &ours) {
 				return ours
 			}
-			e.Details = append(e.Details, x.Error())
+			if len(e.Details) == maxErrorDetails {
+				e.Details = append(e.Details, "(more problems not listed)")
+				break
+			}
+			e.Details = append(e.Details, detail(x))
 		}
 		if status == http.StatusRequestEntityTooLarge || strings.Contains(msg, "too large") {
 			e.Status, e.Code = http.StatusRequestEntityTooLarge, "body_too_large"
 		}
 		return e
 	}
+}
+
+// maxErrorDetails bounds the problems one error lists: a body of a thousand bad fields must not make a
+// response a thousand times its size.
+const maxErrorDetails = 10
+
+// detail is one problem of a request for its error: huma's validation messages quote the offending
+// value (a Go dump of the whole object for an unexpected property), so only the message and the
+// location are kept.
+func detail(err error) string {
+	var d *huma.ErrorDetail
+	if errors.As(err, &d) {
+		msg := d.Message
+		if d.Location != "" {
+			msg = d.Location + ": " + msg
+		}
+		return truncate(msg, 200)
+	}
+	return truncate(err.Error(), 200)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
@@ -257,10 +290,30 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		_ = huma.WriteErr(s.api, ctx, http.StatusUnauthorized, err.Error(), apiError(http.StatusUnauthorized, "unauthenticated", err.Error()))
 		return
 	}
+	// Writes are refused before their body is read and validated: a request without the role costs
+	// the server nothing, whatever it carries.
+	if op := ctx.Operation(); len(op.Security) > 0 {
+		if p == nil {
+			ctx.SetHeader("WWW-Authenticate", `Bearer realm="modelreg"`)
+			_ = huma.WriteErr(s.api, ctx, http.StatusUnauthorized, "", apiError(http.StatusUnauthorized, "unauthenticated", "this request needs a bearer token (Authorization: Bearer <token>)"))
+			return
+		}
+		if role := operationRoles[op.OperationID]; role != "" && !p.Can(ctx.Param("model"), role) {
+			_ = huma.WriteErr(s.api, ctx, http.StatusForbidden, "", apiError(http.StatusForbidden, "forbidden",
+				fmt.Sprintf("principal %q does not hold the %s role on model %q", p.Name, role, ctx.Param("model"))))
+			return
+		}
+	}
 	if p != nil {
 		ctx = huma.WithValue(ctx, principalKey, p)
 	}
 	next(ctx)
+}
+
+// operationRoles is the role each write needs on its {model}; the handlers check it again.
+var operationRoles = map[string]string{
+	"approve-version": RoleApprove, "reject-version": RoleApprove, "rollback-model": RoleRollback,
+	"put-policy": RoleAdmin, "register-version": RoleRegister, "plan-upload": RoleRegister, "put-blob": RoleRegister,
 }
 
 // require returns the request's principal if it holds role on model.

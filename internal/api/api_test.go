@@ -473,6 +473,22 @@ func TestAuthAndRequestLimits(t *testing.T) {
 	f.want(f.do("POST", "/v1/models/fraud/rollback", tokens["alice"], RollbackBody{}), 403, "forbidden")
 	f.want(f.do("PUT", "/v1/models/fraud/policy", tokens["alice"], catalog.Policy{}), 403, "forbidden")
 	f.want(f.do("PUT", "/v1/models/churn/policy", tokens["root"], catalog.Policy{}), 403, "forbidden") // fraud* only
+	// A body that would take work to validate is not looked at without the role, and with it the
+	// error stays small: ten problems at most, no value echoed back.
+	var junk strings.Builder
+	junk.WriteString(`{"digest":"` + v.ManifestDigest + `"`)
+	for i := range 1000 {
+		fmt.Fprintf(&junk, `,"x%d":"%s"`, i, strings.Repeat("a", 200))
+	}
+	junk.WriteString("}")
+	r = f.do("POST", approve, "", []byte(junk.String()))
+	f.want(r, 401, "unauthenticated")
+	f.want(f.do("POST", approve, tokens["ci"], []byte(junk.String())), 403, "forbidden")
+	r = f.do("POST", approve, tokens["alice"], []byte(junk.String()))
+	f.want(r, 422, "invalid_request")
+	if len(r.body) > 4096 || strings.Contains(string(r.body), "aaaa") {
+		t.Fatalf("a body of 1,000 unknown fields answered %d bytes: %.300s", len(r.body), r.body)
+	}
 	// A reader with a bad token learns at once.
 	f.want(f.do("GET", "/v1/models", "wrong-token", nil), 401, "unauthenticated")
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -243,6 +244,10 @@ func (s *Server) register(ctx context.Context, in *registerInput) (*registerOutp
 	if err := req.Validate(); err != nil {
 		return nil, apiError(http.StatusBadRequest, "bad_registration", err.Error())
 	}
+	if req.Source.URI != "" && !s.sourceAllowed(req.Source.URI) {
+		return nil, apiError(http.StatusForbidden, "source_not_allowed", fmt.Sprintf(
+			"source %s is not under a prefix this registry imports from through the API (MODELREG_API_S3_SOURCES); upload the files instead", req.Source.URI))
+	}
 	// Inline files must be in the store: a registration naming bytes nobody uploaded would only fail
 	// later, in validation, after a version number was spent.
 	for _, f := range req.Source.Files {
@@ -276,4 +281,23 @@ func (s *Server) whoami(ctx context.Context, in *whoamiInput) (*whoamiOutput, er
 		out.Body.Roles = p.RolesOn(in.Model)
 	}
 	return out, nil
+}
+
+// sourceAllowed is whether uri is one of the allowed prefixes or below one (s3://b/runs allows
+// s3://b/runs/7, not s3://b/runs-old).
+func (s *Server) sourceAllowed(uri string) bool {
+	b, p, err := artifact.ParseS3URI(uri)
+	if err != nil {
+		return false
+	}
+	for _, allowed := range s.opts.Sources {
+		ab, ap, err := artifact.ParseS3URI(allowed)
+		if err != nil || ab != b {
+			continue
+		}
+		if ap == "" || p == ap || strings.HasPrefix(p, ap+"/") {
+			return true
+		}
+	}
+	return false
 }

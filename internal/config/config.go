@@ -41,6 +41,10 @@ type Config struct {
 	// APITokensFile (MODELREG_API_TOKENS_FILE, or --api-tokens) holds the API's bearer tokens.
 	HTTPAddr      string
 	APITokensFile string
+	// APISources (MODELREG_API_S3_SOURCES, comma-separated s3://bucket/prefix) are the s3:// prefixes a
+	// registration through the HTTP API may import from; none by default: the worker's S3 credentials
+	// would otherwise copy, for anyone with the register role, whatever they can read.
+	APISources []string
 	// Server (MODELREG_SERVER, or the starter's --server) is the registry's HTTP API the starter talks
 	// to instead of Temporal, the catalog and the store; Token (MODELREG_TOKEN, or --token) its bearer
 	// token.
@@ -149,7 +153,7 @@ func IsVariable(name string) bool {
 }
 
 func variables() []string {
-	v := []string{"MODELREG_DATA_DIR", "MODELREG_HTTP_ADDR", "MODELREG_API_TOKENS_FILE", "MODELREG_SERVER", "MODELREG_TOKEN",
+	v := []string{"MODELREG_DATA_DIR", "MODELREG_HTTP_ADDR", "MODELREG_API_TOKENS_FILE", "MODELREG_API_S3_SOURCES", "MODELREG_SERVER", "MODELREG_TOKEN",
 		"TEMPORAL_CONFIG_FILE", "TEMPORAL_PROFILE"}
 	v = append(v, temporalVariables...)
 	for _, d := range deprecatedTemporalVariables {
@@ -220,6 +224,14 @@ func fromEnv(e envconfig.EnvLookup) (Config, error) {
 	c := Config{DataDir: def("MODELREG_DATA_DIR", ".modelreg"), HTTPAddr: strings.TrimSpace(get("MODELREG_HTTP_ADDR")),
 		APITokensFile: strings.TrimSpace(get("MODELREG_API_TOKENS_FILE")), Server: strings.TrimSpace(get("MODELREG_SERVER")),
 		Token: Secret(strings.TrimSpace(get("MODELREG_TOKEN")))}
+	for _, p := range strings.Split(get("MODELREG_API_S3_SOURCES"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			if _, _, err := artifact.ParseS3URI(p); err != nil {
+				return c, fmt.Errorf("MODELREG_API_S3_SOURCES: %w", err)
+			}
+			c.APISources = append(c.APISources, p)
+		}
+	}
 	var err error
 	if c.Temporal, err = temporalFromEnv(e); err != nil {
 		return c, err

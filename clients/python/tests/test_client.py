@@ -114,6 +114,12 @@ class LifecycleTest(unittest.TestCase):
 
     def test_errors(self):
         anon = client()
+        # s3:// sources only from the prefixes the registry allows: not the registry's own bucket, not a
+        # sibling prefix of the allowed one.
+        for uri in ("s3://registry/manifests", "s3://training/runs-old", "s3://secrets/"):
+            with self.assertRaises(ApiError) as e:
+                client("ci").register(self.model, source_uri=uri, idempotency_key="exfil")
+            self.assertEqual((e.exception.status, e.exception.code), (403, "source_not_allowed"), uri)
         with self.assertRaises(ApiError) as e:
             anon.model("no-such-model")
         self.assertEqual((e.exception.status, e.exception.code), (404, "not_found"))
