@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/modelreg/modelreg/internal/api"
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
@@ -53,10 +55,16 @@ func serveHTTP(ctx context.Context, logger *slog.Logger, o httpOptions) (*api.Se
 	if err != nil {
 		return nil, nil, fmt.Errorf("HTTP API: %w", err)
 	}
+	// Bounded connections: past the limit new ones wait in the kernel's backlog instead of taking the
+	// process's last file descriptors, which would stop every route, health checks included.
+	ln = netutil.LimitListener(ln, maxConnections)
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		// Long polls hold a response up to api.MaxWait.
+		// A body must arrive within this (streamed uploads push the deadline on while bytes flow): a
+		// client that announces a body and sends none holds its connection no longer. Long polls hold
+		// a response up to api.MaxWait, so both are above it.
+		ReadTimeout:  api.MaxWait + 30*time.Second,
 		WriteTimeout: api.MaxWait + 30*time.Second,
 		IdleTimeout:  2 * time.Minute,
 	}
@@ -75,6 +83,10 @@ func serveHTTP(ctx context.Context, logger *slog.Logger, o httpOptions) (*api.Se
 		_ = hs.Shutdown(sctx)
 	}, nil
 }
+
+// maxConnections bounds the API's open connections (long polls included), well below the usual
+// descriptor limits.
+const maxConnections = 4096
 
 func firstNonEmpty(s ...string) string {
 	for _, x := range s {

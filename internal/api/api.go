@@ -108,7 +108,7 @@ func New(opts Options) *Server {
 		"bearer": {Type: "http", Scheme: "bearer", Description: "A token from the registry's tokens file (MODELREG_API_TOKENS_FILE)."},
 	}
 	s.api = huma.NewAPI(cfg, spanAdapter{humago.NewAdapter(s.mux, "")})
-	s.api.UseMiddleware(s.measure, s.authenticate)
+	s.api.UseMiddleware(s.authenticate)
 	opts.Metrics.Watchers(s.watch.watching)
 	s.routes()
 	return s
@@ -117,12 +117,57 @@ func New(opts Options) *Server {
 // Run answers long polls until ctx ends.
 func (s *Server) Run(ctx context.Context) { s.watch.run(ctx) }
 
-// Handler is the API's HTTP handler, with its request log.
+// Handler is the API's HTTP handler. It counts and times every request by its route pattern (never the
+// raw path: model names would make the label set unbounded) and the status it was answered with; a
+// client that went away before its answer (a long poll given up) is status 499, as in nginx's logs,
+// not a server error.
 func (s *Server) Handler() http.Handler {
+	if s.opts.Metrics == nil {
+		return s.mux
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mux.ServeHTTP(w, r)
+		start := time.Now()
+		rec := &statusWriter{ResponseWriter: w}
+		s.mux.ServeHTTP(rec, r)
+		method, route, ok := strings.Cut(r.Pattern, " ")
+		if !ok {
+			method, route = r.Method, r.Pattern
+		}
+		status := rec.status
+		switch {
+		case r.Context().Err() != nil && status == 0, r.Context().Err() != nil && status >= 500:
+			status = 499
+		case status == 0:
+			status = http.StatusOK
+		}
+		s.opts.Metrics.HTTPRequest(route, method, status, time.Since(start))
 	})
 }
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush and Unwrap keep streaming and http.ResponseController working through the wrapper.
+func (w *statusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // OpenAPI is the API's document, as served.
 func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
@@ -267,14 +312,6 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = fmt.Fprintf(w, "{\"code\":%q,\"message\":%q}\n", code, msg)
-}
-
-// measure counts and times every API request by its route template (never the raw path: model names
-// would make the label set unbounded).
-func (s *Server) measure(ctx huma.Context, next func(huma.Context)) {
-	start := time.Now()
-	next(ctx)
-	s.opts.Metrics.HTTPRequest(ctx.Operation().Path, ctx.Operation().Method, ctx.Status(), time.Since(start))
 }
 
 type ctxKey int

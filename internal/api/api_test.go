@@ -513,6 +513,23 @@ func TestAuthAndRequestLimits(t *testing.T) {
 		t.Fatalf("policy after a refused write = %+v", p)
 	}
 
+	// Webhook and validator URLs carry credentials: only an admin of the model reads them whole.
+	secretive := catalog.Policy{Webhooks: []string{"https://deploy:s3cr3t@hooks.example.com/services/T0/B0/XXXX?token=abc"},
+		Validators: []catalog.ExternalValidator{{Name: "ci", URL: "https://ci:citoken@ci.example.com/hook", TimeoutSeconds: 60}}}
+	f.want(f.do("PUT", "/v1/models/fraud/policy", tokens["root"], secretive), 200, "")
+	for _, who := range []string{"", tokens["alice"]} {
+		for _, path := range []string{"/v1/models/fraud/policy", "/v1/models/fraud"} {
+			r := f.do("GET", path, who, nil)
+			f.want(r, 200, "")
+			if b := string(r.body); strings.Contains(b, "s3cr3t") || strings.Contains(b, "citoken") || strings.Contains(b, "XXXX") || !strings.Contains(b, "https://hooks.example.com/") {
+				t.Fatalf("GET %s as %q shows: %s", path, who, b)
+			}
+		}
+	}
+	if r := f.do("GET", "/v1/models/fraud/policy", tokens["root"], nil); !strings.Contains(string(r.body), "s3cr3t") {
+		t.Fatalf("the admin reads the policy as %s", r.body)
+	}
+
 	var who WhoAmI
 	f.do("GET", "/v1/whoami?model=fraud", tokens["root"], nil).json(t, &who)
 	if who.Principal != "root" || !slices.Contains(who.Roles, RoleApprove) || !slices.Contains(who.Roles, RoleAdmin) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -225,7 +226,7 @@ func (s *Server) getModel(ctx context.Context, in *ModelPath) (*getModelOutput, 
 	if err != nil {
 		return nil, catalogError(err, fmt.Sprintf("model %q", in.Model))
 	}
-	return &getModelOutput{Body: ModelDetail{ModelSummary: sum, Policy: m.Policy, CreatedAt: m.CreatedAt}}, nil
+	return &getModelOutput{Body: ModelDetail{ModelSummary: sum, Policy: policyFor(ctx, m.Name, m.Policy), CreatedAt: m.CreatedAt}}, nil
 }
 
 type VersionFilterQuery struct {
@@ -391,7 +392,7 @@ func (s *Server) getVersion(ctx context.Context, in *VersionPath) (*getVersionOu
 		if err != nil {
 			d.LiveError = "the version's workflow did not answer: " + err.Error()
 		} else {
-			d.Live = &desc.State
+			d.Live = liveFor(ctx, v.Model, desc.State)
 		}
 	}
 	return &getVersionOutput{Body: d}, nil
@@ -446,7 +447,7 @@ func (s *Server) getPolicy(ctx context.Context, in *ModelPath) (*policyOutput, e
 	if err != nil {
 		return nil, catalogError(err, fmt.Sprintf("model %q", in.Model))
 	}
-	return &policyOutput{Body: p}, nil
+	return &policyOutput{Body: policyFor(ctx, in.Model, p)}, nil
 }
 
 // manifest reads a version's manifest once; manifests are written once, so the copy never goes stale.
@@ -679,4 +680,54 @@ func (s *Server) readyz(ctx context.Context, _ *struct{}) (*healthOutput, error)
 		}
 	}
 	return out, nil
+}
+
+// policyFor is the policy as the request's principal may read it. Webhook and validator URLs often
+// carry credentials (user info, a token in the query or, for chat webhooks, in the path), so only an
+// admin of the model sees them whole; everyone else sees where they point.
+func policyFor(ctx context.Context, model string, p catalog.Policy) catalog.Policy {
+	if pr, _ := ctx.Value(principalKey).(*Principal); pr.Can(model, RoleAdmin) {
+		return p
+	}
+	p.Webhooks = append([]string(nil), p.Webhooks...)
+	for i, w := range p.Webhooks {
+		p.Webhooks[i] = origin(w)
+	}
+	p.Validators = append([]catalog.ExternalValidator(nil), p.Validators...)
+	for i := range p.Validators {
+		p.Validators[i].URL = origin(p.Validators[i].URL)
+	}
+	return p
+}
+
+// origin is scheme://host/… of a URL: enough to tell where it points, nothing of how it authenticates.
+func origin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(hidden)"
+	}
+	return u.Scheme + "://" + u.Host + "/…"
+}
+
+// liveFor is a version's workflow state as the request's principal may read it: the policy copy as
+// policyFor, and refused messages without their payloads (a mistyped verdict carries a valid validator
+// token) unless the principal is an admin of the model.
+func liveFor(ctx context.Context, model string, st workflows.VersionState) *workflows.VersionState {
+	if pr, _ := ctx.Value(principalKey).(*Principal); pr.Can(model, RoleAdmin) {
+		return &st
+	}
+	if st.Validation != nil {
+		rep := *st.Validation
+		rep.Policy = policyFor(ctx, model, rep.Policy)
+		st.Validation = &rep
+	}
+	st.Rejected = append([]workflows.RejectedMessage(nil), st.Rejected...)
+	for i := range st.Rejected {
+		st.Rejected[i].Payload = ""
+	}
+	st.Gates = append([]workflows.Gate(nil), st.Gates...)
+	for i := range st.Gates {
+		st.Gates[i].URL = origin(st.Gates[i].URL)
+	}
+	return &st
 }

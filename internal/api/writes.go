@@ -205,7 +205,7 @@ func (s *Server) putPolicy(ctx context.Context, in *putPolicyInput) (*policyOutp
 	if err != nil {
 		return nil, catalogError(err, "policy")
 	}
-	return &policyOutput{Body: p}, nil
+	return &policyOutput{Body: policyFor(ctx, in.Model, p)}, nil
 }
 
 func (s *Server) register(ctx context.Context, in *registerInput) (*registerOutput, error) {
