@@ -397,6 +397,21 @@ func TestProductionLongPoll(t *testing.T) {
 	f.promote("churn", 1)
 	f.want(<-done, 200, "")
 
+	// A model not registered yet: a 404 with an ETag, and a watch that waits for its first version.
+	r = f.do("GET", "/v1/models/later/production", "", nil)
+	f.want(r, 404, "not_found")
+	if r.header.Get("ETag") == "" {
+		t.Fatal("no ETag for a model not registered yet")
+	}
+	go func() { done <- f.do("GET", "/v1/models/later/production?wait=30s", "", nil, "If-None-Match", r.header.Get("ETag")) }()
+	for f.srv.watch.watching() < 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.version("later", nil, nil, catalog.StageApproved)
+	f.settle()
+	f.promote("later", 1)
+	f.want(<-done, 200, "")
+
 	// The model workflow moves the pointer, then the version's stage: a watch woken between the two
 	// writes waits for the second instead of answering with a version not yet in Production.
 	v3 := f.version("fraud", nil, nil, catalog.StageApproved)

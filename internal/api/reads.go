@@ -505,7 +505,8 @@ func (s *Server) getProduction(ctx context.Context, in *getProductionInput) (*ge
 	for {
 		out, st, err := s.currentProduction(ctx, in.Model)
 		inconsistent := errors.Is(err, catalog.ErrInconsistent)
-		none := errors.Is(err, errNoProduction)
+		unknown := errors.Is(err, errUnknownModel)
+		none := errors.Is(err, errNoProduction) || unknown
 		if err != nil && !inconsistent && !none {
 			return nil, err
 		}
@@ -526,6 +527,9 @@ func (s *Server) getProduction(ctx context.Context, in *getProductionInput) (*ge
 		case unchanged && left <= 0:
 			return &getProductionOutput{Status: http.StatusNotModified, ETag: out.ETag, CacheControl: "no-cache"}, nil
 		case unchanged:
+		case unknown:
+			return nil, huma.ErrorWithHeaders(apiError(http.StatusNotFound, "not_found", fmt.Sprintf("model %q not found", in.Model)),
+				http.Header{"ETag": {out.ETag}, "Cache-Control": {"no-cache"}})
 		case none:
 			return nil, huma.ErrorWithHeaders(apiError(http.StatusNotFound, "no_production_version", fmt.Sprintf("model %q has no version in production", in.Model)),
 				http.Header{"ETag": {out.ETag}, "Cache-Control": {"no-cache"}})
@@ -572,13 +576,21 @@ func (s *Server) loadProduction(ctx context.Context, model string) (*getProducti
 	return out, st, err
 }
 
-// errNoProduction is a model with nothing in production.
-var errNoProduction = errors.New("no production version")
+// errNoProduction is a model with nothing in production; errUnknownModel a model not in the catalog.
+var (
+	errNoProduction = errors.New("no production version")
+	errUnknownModel = errors.New("unknown model")
+)
 
 // production reads the production state and, when there is a production version, its artifacts. A
 // model without one is a 404 that still carries an ETag, so a deployer can wait for the first one.
 func (s *Server) production(ctx context.Context, model string) (*getProductionOutput, catalog.ProductionState, error) {
 	st, pv, err := s.opts.Catalog.ProductionView(ctx, model)
+	if errors.Is(err, catalog.ErrNotFound) {
+		// A model not registered yet can be waited on like one with nothing in production.
+		return &getProductionOutput{Status: http.StatusNotFound, ETag: etagOf(catalog.ProductionState{}), CacheControl: "no-cache"},
+			catalog.ProductionState{Model: model}, errUnknownModel
+	}
 	if err != nil {
 		return nil, st, catalogError(err, fmt.Sprintf("model %q", model))
 	}

@@ -145,10 +145,16 @@ class Client:
             try:
                 status, hdrs, body = self._request("GET", path, headers=headers, timeout=w + 30)
             except ApiError as e:
-                # Nothing in production is a 404 with the ETag to wait on for the first version.
-                if e.code != "no_production_version":
+                # Nothing in production (or no such model yet) is a 404 with the ETag to wait on.
+                if e.code not in ("no_production_version", "not_found") or not e.headers.get("ETag"):
                     raise
                 status, hdrs, body = e.status, e.headers, None
+                if etag == hdrs.get("ETag"):
+                    continue
+            except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException):
+                # The registry restarting or a network blip: a watch outlives both.
+                time.sleep(1)
+                continue
             if status == 304:
                 continue
             etag = hdrs.get("ETag")
