@@ -403,7 +403,9 @@ func TestProductionLongPoll(t *testing.T) {
 	if r.header.Get("ETag") == "" {
 		t.Fatal("no ETag for a model not registered yet")
 	}
-	go func() { done <- f.do("GET", "/v1/models/later/production?wait=30s", "", nil, "If-None-Match", r.header.Get("ETag")) }()
+	go func() {
+		done <- f.do("GET", "/v1/models/later/production?wait=30s", "", nil, "If-None-Match", r.header.Get("ETag"))
+	}()
 	for f.srv.watch.watching() < 1 {
 		time.Sleep(10 * time.Millisecond)
 	}
