@@ -289,7 +289,9 @@ func TestReads(t *testing.T) {
 		}
 	}
 	f.want(f.do("GET", "/v1/versions?stage=Deployed", "", nil), 400, "bad_filter")
-	f.want(f.do("GET", "/v1/versions?metric=accuracy~0.9", "", nil), 400, "bad_filter")
+	for _, bad := range []string{"accuracy~0.9", "accuracy%3E%3DNaN", "accuracy%3E%3DInf", "%3E%3D1"} {
+		f.want(f.do("GET", "/v1/versions?metric="+bad, "", nil), 400, "bad_filter")
+	}
 	f.want(f.do("GET", "/v1/versions?cursor=garbage", "", nil), 400, "bad_cursor")
 	f.want(f.do("GET", "/v1/versions?limit=100000", "", nil), 422, "invalid_request")
 	f.want(f.do("GET", "/v1/models/nope/versions", "", nil), 404, "not_found")

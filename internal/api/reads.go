@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -265,10 +266,12 @@ func parseMetricFilter(s string) (catalog.MetricFilter, error) {
 	for _, op := range []string{">=", "<=", ">", "<", "="} {
 		if i := strings.Index(s, op); i > 0 {
 			v, err := strconv.ParseFloat(strings.TrimSpace(s[i+len(op):]), 64)
-			if err != nil {
+			name := strings.TrimSpace(s[:i])
+			// Metrics are finite numbers: NaN or Inf would match nothing or everything, silently.
+			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || name == "" {
 				break
 			}
-			return catalog.MetricFilter{Name: strings.TrimSpace(s[:i]), Op: op, Value: v}, nil
+			return catalog.MetricFilter{Name: name, Op: op, Value: v}, nil
 		}
 	}
 	return catalog.MetricFilter{}, apiError(http.StatusBadRequest, "bad_filter",
