@@ -263,19 +263,22 @@ func (q VersionFilterQuery) filter() (catalog.VersionFilter, error) {
 }
 
 func parseMetricFilter(s string) (catalog.MetricFilter, error) {
-	for _, op := range []string{">=", "<=", ">", "<", "="} {
-		if i := strings.Index(s, op); i > 0 {
-			v, err := strconv.ParseFloat(strings.TrimSpace(s[i+len(op):]), 64)
-			name := strings.TrimSpace(s[:i])
-			// Metrics are finite numbers: NaN or Inf would match nothing or everything, silently.
-			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || name == "" {
-				break
-			}
+	// The first operator character ends the name, so ">=1" is a filter without a name, not a metric
+	// called ">".
+	if i := strings.IndexAny(s, "<>="); i > 0 {
+		op := s[i : i+1]
+		if strings.HasPrefix(s[i:], ">=") || strings.HasPrefix(s[i:], "<=") {
+			op = s[i : i+2]
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(s[i+len(op):]), 64)
+		name := strings.TrimSpace(s[:i])
+		// Metrics are finite numbers: NaN or Inf would match nothing or everything, silently.
+		if err == nil && !math.IsNaN(v) && !math.IsInf(v, 0) && name != "" {
 			return catalog.MetricFilter{Name: name, Op: op, Value: v}, nil
 		}
 	}
 	return catalog.MetricFilter{}, apiError(http.StatusBadRequest, "bad_filter",
-		fmt.Sprintf("metric filter %q: give name>=value, name>value, name<=value, name<value or name=value with a number", s))
+		fmt.Sprintf("metric filter %q: give name>=value, name>value, name<=value, name<value or name=value with a finite number", s))
 }
 
 type listModelVersionsInput struct {
