@@ -49,8 +49,7 @@ func newFaultHarness(t *testing.T) *faultHarness {
 	f.s3o = testenv.DedicatedS3(t)
 	h.pgURL, h.s3 = f.pg.URL, f.s3o.S3Server
 	f.tdb = filepath.Join(h.dir, "temporal.db")
-	f.tport = testenv.FreePort(t)
-	f.startTemporal()
+	f.startTemporal(true)
 	t.Cleanup(func() { f.tsrv.Stop() })
 	h.address = f.tsrv.Address
 	h.hook = newWebhook(t)
@@ -90,17 +89,32 @@ func newFaultHarness(t *testing.T) *faultHarness {
 	return f
 }
 
-func (f *faultHarness) startTemporal() {
+// startTemporal starts the dev server on f.tport. The first start picks the port, and tries another
+// when the server exits before it listens: a free port can be taken between the pick and the bind, by
+// the server's own ports or another test's. Restarts keep the port the worker knows.
+func (f *faultHarness) startTemporal(first ...bool) {
 	f.t.Helper()
 	logFile, err := os.OpenFile(filepath.Join(f.dir, "temporal.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	srv, err := devserver.Start(context.Background(), devserver.Options{Binary: f.temporal, DBFile: f.tdb, Port: f.tport, Headless: true, Log: logFile})
-	if err != nil {
-		f.t.Fatalf("start temporal: %v", err)
+	attempts := 1
+	if len(first) > 0 && first[0] {
+		attempts = 3
 	}
-	f.tsrv = srv
+	for i := 1; ; i++ {
+		if attempts > 1 {
+			f.tport = testenv.FreePort(f.t)
+		}
+		srv, err := devserver.Start(context.Background(), devserver.Options{Binary: f.temporal, DBFile: f.tdb, Port: f.tport, Headless: true, Log: logFile})
+		if err == nil {
+			f.tsrv = srv
+			return
+		}
+		if i >= attempts {
+			f.t.Fatalf("start temporal: %v", err)
+		}
+	}
 }
 
 // killWorker ends the worker process with SIGKILL, as a crash or an OOM kill would, and starts a new one.

@@ -31,10 +31,18 @@ func Temporal(t testing.TB, dbFile string) *devserver.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := devserver.Start(context.Background(), devserver.Options{Binary: bin, DBFile: dbFile, Headless: true, Log: logFile})
-	if err != nil {
-		b, _ := os.ReadFile(logFile.Name())
-		t.Fatalf("start temporal dev server: %v\n%s", err, b)
+	// A free port can be taken between its pick and the server's bind (the server opens several): a
+	// server that exits before it listens is started again on other ports.
+	var srv *devserver.Server
+	for attempt := 1; ; attempt++ {
+		srv, err = devserver.Start(context.Background(), devserver.Options{Binary: bin, DBFile: dbFile, Headless: true, Log: logFile})
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			b, _ := os.ReadFile(logFile.Name())
+			t.Fatalf("start temporal dev server: %v\n%s", err, b)
+		}
 	}
 	t.Cleanup(func() { srv.Stop(); logFile.Close() })
 	return srv
