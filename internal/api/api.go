@@ -169,9 +169,6 @@ func (w *statusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// OpenAPI is the API's document, as served.
-func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
-
 // Routes lists every "METHOD /path" pattern the server answers, for the drift test.
 func (s *Server) Routes() []string { return s.mux.patterns() }
 

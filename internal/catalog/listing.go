@@ -160,7 +160,7 @@ func (c *Catalog) FindVersions(ctx context.Context, f VersionFilter) ([]Version,
 			args = append(args, utc(f.After.CreatedAt), f.After.Model, f.After.Version)
 		}
 	}
-	q := `SELECT ` + versionColumnsOf("v") + ` FROM versions v`
+	q := `SELECT ` + versionColumnsV + ` FROM versions v`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -198,25 +198,6 @@ type ProductionState struct {
 	Stage   string `db:"stage"`
 }
 
-// ProductionStates returns the production pointers of the named models that exist, in one query, so
-// that any number of watchers costs one round trip per poll.
-func (c *Catalog) ProductionStates(ctx context.Context, models []string) ([]ProductionState, error) {
-	if len(models) == 0 {
-		return nil, nil
-	}
-	q, args, err := sqlx.In(`SELECT m.name, m.production_version, m.seq, COALESCE(v.stage, '') AS stage
-		FROM models m LEFT JOIN versions v ON v.model = m.name AND v.version = m.production_version
-		WHERE m.name IN (?)`, models)
-	if err != nil {
-		return nil, err
-	}
-	var out []ProductionState
-	if err := c.db.SelectContext(ctx, &out, c.db.Rebind(q), args...); err != nil {
-		return nil, fmt.Errorf("catalog: production states: %w", err)
-	}
-	return out, nil
-}
-
 // AllProductionStates returns every model's production state, for the API's production views.
 func (c *Catalog) AllProductionStates(ctx context.Context) ([]ProductionState, error) {
 	var out []ProductionState
@@ -245,9 +226,8 @@ func (c *Catalog) ProductionView(ctx context.Context, model string) (ProductionS
 		UpdatedAt *time.Time `db:"v_updated_at"`
 		versionRow
 	}
-	cols := versionColumnsNullable()
 	err := c.db.GetContext(ctx, &r, c.db.Rebind(`SELECT m.name AS m_name, m.production_version AS m_production_version, m.seq AS m_seq,
-			v.version AS present, `+cols+`
+			v.version AS present, `+versionColumnsNullable+`
 		FROM models m LEFT JOIN versions v ON v.model = m.name AND v.version = m.production_version
 		WHERE m.name = ?`), model)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -272,8 +252,10 @@ func (c *Catalog) ProductionView(ctx context.Context, model string) (ProductionS
 }
 
 // versionColumnsNullable selects the version columns of alias v so that a missing row (LEFT JOIN)
-// scans: text as ”, JSON as {}, numbers as 0, and times as NULL under other names (v_created_at).
-func versionColumnsNullable() string {
+// scans: text as the empty string, JSON as {}, numbers as 0, and times as NULL under other names (v_created_at).
+var versionColumnsNullable = nullableVersionColumns()
+
+func nullableVersionColumns() string {
 	var out []string
 	for _, c := range strings.Split(versionColumns, ",") {
 		c = strings.TrimSpace(c)

@@ -98,8 +98,8 @@ func testListing(t *testing.T, url string) {
 	if _, _, err := c.ProductionView(ctx, "nope"); err == nil {
 		t.Error("ProductionView of an unknown model")
 	}
-	states, err := c.ProductionStates(ctx, []string{"fraud", "churn", "nope"})
+	states, err := c.AllProductionStates(ctx)
 	if err != nil || len(states) != 2 {
-		t.Fatalf("ProductionStates = %+v, %v", states, err)
+		t.Fatalf("AllProductionStates = %+v, %v", states, err)
 	}
 }

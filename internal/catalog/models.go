@@ -137,7 +137,7 @@ func (c *Catalog) SetProduction(ctx context.Context, model string, version *int,
 func (c *Catalog) Production(ctx context.Context, model string) (Version, error) {
 	var r versionRow
 	err := c.db.GetContext(ctx, &r, c.db.Rebind(`
-		SELECT `+versionColumnsOf("v")+`
+		SELECT `+versionColumnsV+`
 		FROM models m JOIN versions v ON v.model = m.name AND v.version = m.production_version
 		WHERE m.name = ?`), model)
 	if errors.Is(err, sql.ErrNoRows) {

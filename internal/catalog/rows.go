@@ -83,6 +83,9 @@ type versionRow struct {
 const versionColumns = `model, version, stage, idempotency_key, workflow_id, manifest_uri, manifest_digest,
 	metrics, params, tags, source_run, registered_by, seq, created_at, updated_at`
 
+// versionColumnsV is versionColumns of the alias v, the one every join uses.
+var versionColumnsV = versionColumnsOf("v")
+
 // versionColumnsOf is versionColumns qualified by a table alias, for joins.
 func versionColumnsOf(alias string) string {
 	cols := strings.Split(versionColumns, ",")
