@@ -443,6 +443,19 @@ type UpdateWorkflowInput struct {
 	StartDetails string `json:"startDetails,omitempty"`
 }
 
+// renamedUpdates maps the old names of internal updates to their names now. An activity scheduled
+// before a rename carries the old name in its recorded input, and its retries run on upgraded workers
+// whose workflows may no longer accept it (workflows.UpdatePromote says why promote was renamed).
+var renamedUpdates = map[string]string{"promote": "system:promote"}
+
+// CurrentUpdateName is the name an update scheduled as name is sent under now.
+func CurrentUpdateName(name string) string {
+	if n, ok := renamedUpdates[name]; ok {
+		return n
+	}
+	return name
+}
+
 // UpdateWorkflow runs the update and returns its JSON result. A refusal by the update's validator is
 // returned as a non-retryable error carrying the validator's message.
 func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput) (json.RawMessage, error) {
@@ -462,6 +475,7 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 			}
 		}
 	}()
+	in.UpdateName = CurrentUpdateName(in.UpdateName)
 	opts := client.UpdateWorkflowOptions{
 		WorkflowID:   in.WorkflowID,
 		UpdateName:   in.UpdateName,

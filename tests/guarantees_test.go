@@ -2,11 +2,17 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/modelreg/modelreg/activities"
 	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/workflows"
 )
 
 // TestForgedLifecycleMessagesRefused sends, with the real temporal CLI, what anyone who can reach the
@@ -24,10 +30,34 @@ func TestForgedLifecycleMessagesRefused(t *testing.T) {
 	v2 := h.registerSmall("forge", "b", "trainer", "0.9")
 	h.waitStage("forge", v2, "PendingApproval")
 
-	out, err := h.cli("workflow", "update", "execute", "--workflow-id", "model/forge", "--name", "promote",
+	out, err := h.cli("workflow", "update", "execute", "--workflow-id", "model/forge", "--name", "system:promote",
 		"--input", fmt.Sprintf(`{"schemaVersion":1,"version":%d}`, v2))
 	if err == nil || !strings.Contains(out, "PendingApproval") || !strings.Contains(out, "promote refused") {
 		t.Fatalf("forged promote of a waiting version: err %v\n%s", err, out)
+	}
+	// The name promote had before modelV2 is no handler of a run started since.
+	out, err = h.cli("workflow", "update", "execute", "--workflow-id", "model/forge", "--name", "promote",
+		"--input", fmt.Sprintf(`{"schemaVersion":1,"version":%d}`, v2))
+	if err == nil || !strings.Contains(out, "unknown update") {
+		t.Fatalf("promote under its old name: err %v\n%s", err, out)
+	}
+	// But an activity that a version's workflow scheduled under the old name before the upgrade, and that
+	// an upgraded worker runs, reaches the handler: it is checked (and refused here) like any promote.
+	tc, err := client.Dial(client.Options{HostPort: h.address, DataConverter: workflows.NewDataConverter(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	var ts testsuite.WorkflowTestSuite
+	aenv := ts.NewTestActivityEnvironment()
+	acts := &activities.Activities{Temporal: tc}
+	aenv.RegisterActivity(acts)
+	_, err = aenv.ExecuteActivity(acts.UpdateWorkflow, activities.UpdateWorkflowInput{
+		WorkflowID: "model/forge", UpdateName: workflows.UpdatePromoteLegacy, UpdateID: "legacy-promote",
+		Arg: json.RawMessage(fmt.Sprintf(`{"schemaVersion":1,"version":%d}`, v2)),
+	})
+	if err == nil || !strings.Contains(err.Error(), "promote refused") || !strings.Contains(err.Error(), "PendingApproval") {
+		t.Fatalf("promote scheduled under the old name: %v", err)
 	}
 	for _, c := range []struct {
 		name    string
@@ -62,7 +92,7 @@ func TestForgedLifecycleMessagesRefused(t *testing.T) {
 	for _, r := range refusals {
 		seen[r.Name]++
 	}
-	if seen["promote"] < 1 || seen["archive"] < 1 {
+	if seen["system:promote"] < 2 || seen["archive"] < 1 {
 		t.Fatalf("refusals audited: %+v", refusals)
 	}
 

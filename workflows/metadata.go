@@ -87,7 +87,7 @@ func ModelStartMetadata(model string) (summary, details string) {
 - Send the last deployment event again: `+"`starter redeliver --model %[1]s`"+` (update `+"`redeliver`"+`)
 - Versions waiting for a human: `+"`%[2]s`"+`
 
-`+"`promote`"+` and `+"`internal:switch`"+` are internal: only the registry's own workflows use them.`, model, wl)
+`+"`system:promote`"+` and `+"`internal:switch`"+` are internal: only the registry's own workflows use them.`, model, wl)
 	return summary, details
 }
 

@@ -39,6 +39,20 @@ func defNames(defs []*sdkpb.WorkflowInteractionDefinition) []string {
 	return out
 }
 
+// requireInternalLast checks that a human who opens the list of a workflow's handlers (sorted by name,
+// as the SDK sends them) meets every public handler before any internal one.
+func requireInternalLast(t *testing.T, defs []*sdkpb.WorkflowInteractionDefinition) {
+	t.Helper()
+	internal := false
+	for _, d := range defs {
+		if strings.HasPrefix(d.GetDescription(), "INTERNAL") {
+			internal = true
+		} else {
+			require.False(t, internal, "public handler %s is listed after an internal one: %v", d.GetName(), defNames(defs))
+		}
+	}
+}
+
 func description(defs []*sdkpb.WorkflowInteractionDefinition, name string) string {
 	for _, d := range defs {
 		if d.GetName() == name {
@@ -239,8 +253,9 @@ func TestModelCurrentDetails(t *testing.T) {
 		md := metadataOf(t, env)
 		details["rebuilt"] = md.GetCurrentDetails()
 		def := md.GetDefinition()
-		require.Equal(t, []string{"promote", "redeliver", "register", "rollback"}, defNames(def.GetUpdateDefinitions()))
-		require.True(t, strings.HasPrefix(description(def.GetUpdateDefinitions(), "promote"), "INTERNAL (sent by the registry's own workflows; refused from anyone else): "))
+		require.Equal(t, []string{"redeliver", "register", "rollback", "system:promote"}, defNames(def.GetUpdateDefinitions()))
+		require.True(t, strings.HasPrefix(description(def.GetUpdateDefinitions(), UpdatePromote), "INTERNAL (sent by the registry's own workflows; refused from anyone else): "))
+		requireInternalLast(t, def.GetUpdateDefinitions())
 		require.True(t, strings.HasPrefix(description(def.GetQueryDefinitions(), QuerySwitch), "INTERNAL"))
 		for _, n := range []string{"redeliver", "register", "rollback"} {
 			require.NotContains(t, description(def.GetUpdateDefinitions(), n), "INTERNAL", n)

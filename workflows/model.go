@@ -36,7 +36,7 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "BadInput", nil)
 	}
 	m := &modelWF{in: in, st: ModelState{NextVersion: 1, Keys: map[string]int{}, Ready: map[int]bool{}}, pending: map[string]*pendingRegistration{}}
-	m.v = workflow.GetVersion(ctx, changeModelBehaviour, modelV0, modelV1)
+	m.v = workflow.GetVersion(ctx, changeModelBehaviour, modelV0, modelV2)
 	if in.State != nil {
 		m.st = *in.State
 		if m.st.Keys == nil {
@@ -162,7 +162,7 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 		}); err != nil {
 			return err
 		}
-		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePromote, m.promoteV1, workflow.UpdateHandlerOptions{
+		promoteOpts := workflow.UpdateHandlerOptions{
 			Validator: func(ctx workflow.Context, req PromoteRequest) error {
 				if req.SchemaVersion != SchemaVersion {
 					return fmt.Errorf("schemaVersion %d is not supported (want %d)", req.SchemaVersion, SchemaVersion)
@@ -173,7 +173,8 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 				return nil
 			},
 			Description: descPromote,
-		}); err != nil {
+		}
+		if err := m.setPromoteHandlers(ctx, m.promoteV1, promoteOpts); err != nil {
 			return err
 		}
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRedeliver, m.redeliver, workflow.UpdateHandlerOptions{
@@ -208,7 +209,7 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePromote, m.promote, workflow.UpdateHandlerOptions{
+	if err := m.setPromoteHandlers(ctx, m.promote, workflow.UpdateHandlerOptions{
 		Validator: func(ctx workflow.Context, req PromoteRequest) error {
 			if req.SchemaVersion != SchemaVersion {
 				return fmt.Errorf("schemaVersion %d is not supported (want %d)", req.SchemaVersion, SchemaVersion)
@@ -229,6 +230,20 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 		},
 		Description: descRollback,
 	})
+}
+
+// setPromoteHandlers registers the internal promote update under its name and, in a run from before
+// modelV2, under its old name as well: such a run may have accepted promote already (its history must
+// replay), and a worker not yet upgraded still sends the old name. Registering a name adds no command
+// to the history, so a run from before modelV2 replayed by this code also accepts the new name.
+func (m *modelWF) setPromoteHandlers(ctx workflow.Context, handler func(workflow.Context, PromoteRequest) (ProductionResult, error), opts workflow.UpdateHandlerOptions) error {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdatePromote, handler, opts); err != nil {
+		return err
+	}
+	if m.v >= modelV2 {
+		return nil
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdatePromoteLegacy, handler, opts)
 }
 
 func (m *modelWF) production() ProductionResult {

@@ -30,6 +30,10 @@ const (
 	// champion; archive and restore name the running switch; the deployment event is delivered after the
 	// switch, outside the lock; cancel requests are ignored; state is bounded.
 	modelV1 workflow.Version = 1
+	// modelV2: the internal promote update is offered only as UpdatePromote ("system:promote"), so that
+	// the Temporal UI lists the model's public updates first. A run from before keeps accepting
+	// UpdatePromoteLegacy as well.
+	modelV2 workflow.Version = 2
 )
 
 // Bounds of what ModelWorkflow keeps in memory (and carries across continue-as-new) since modelV1.

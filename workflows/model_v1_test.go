@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -45,9 +46,15 @@ type fakeCatalog struct {
 }
 
 func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnvironment {
+	return newModelEnvAt(t, fc, modelV2)
+}
+
+// newModelEnvAt is newModelEnvV1 with ModelWorkflow pinned to behaviour version mv (modelV1 or later).
+func newModelEnvAt(t *testing.T, fc *fakeCatalog, mv workflow.Version) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	pinBehaviour(env, 1)
+	pinModelBehaviour(env, mv)
+	env.OnGetVersion(changeVersionBehaviour, workflow.DefaultVersion, versionV1).Return(versionV1)
 	env.SetDataConverter(NewDataConverter())
 	env.RegisterWorkflow(ModelWorkflow)
 	env.RegisterWorkflow(ModelVersionWorkflow)
@@ -265,6 +272,56 @@ func TestModelV1PromotionIsChecked(t *testing.T) {
 	require.Len(t, fc.refusals, 4, "every refusal audited")
 	require.Empty(t, fc.pointer, "production did not move")
 	require.Empty(t, fc.updates)
+}
+
+// The internal promote update is offered as system:promote, after the model's public updates. A run
+// that started before modelV2 (and whose history may hold promote updates) accepts the old name too; a
+// newer run refuses it as an unknown update, so it is not the first thing the Temporal UI offers.
+func TestModelPromoteHandlerNames(t *testing.T) {
+	for _, tc := range []struct {
+		v      workflow.Version
+		names  []string
+		legacy bool
+	}{
+		{modelV1, []string{"promote", "redeliver", "register", "rollback", "system:promote"}, true},
+		{modelV2, []string{"redeliver", "register", "rollback", "system:promote"}, false},
+	} {
+		t.Run(fmt.Sprintf("v%d", tc.v), func(t *testing.T) {
+			fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 2}, promotion: map[int]PromotionInfo{1: approved(), 2: approved()}}
+			env := newModelEnvAt(t, fc, tc.v)
+			var legacy, current *updateResult
+			env.RegisterDelayedCallback(func() {
+				require.Equal(t, tc.names, defNames(metadataOf(t, env).GetDefinition().GetUpdateDefinitions()))
+				legacy = update(env, UpdatePromoteLegacy, PromoteRequest{SchemaVersion: 1, Version: 1})
+			}, time.Second)
+			env.RegisterDelayedCallback(func() {
+				current = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 2})
+			}, time.Minute)
+			env.RegisterDelayedCallback(func() {
+				env.SetCurrentHistoryLength(10_000)
+				update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+			}, time.Hour)
+			env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+
+			require.True(t, legacy.done && current.done)
+			require.NoError(t, current.rejected)
+			require.NoError(t, current.completeErr)
+			var moved []int
+			for _, p := range fc.pointer {
+				moved = append(moved, p.Version)
+			}
+			if tc.legacy {
+				require.NoError(t, legacy.rejected)
+				require.NoError(t, legacy.completeErr)
+				require.Equal(t, []int{1, 2}, moved)
+			} else {
+				require.ErrorContains(t, legacy.rejected, "unknown update")
+				require.Equal(t, []int{2}, moved)
+			}
+		})
+	}
+	require.Equal(t, UpdatePromote, activities.CurrentUpdateName(UpdatePromoteLegacy), "an activity scheduled under the old name sends the new one")
+	require.Equal(t, UpdateArchive, activities.CurrentUpdateName(UpdateArchive))
 }
 
 // A fenced pointer write that was not applied fails the switch instead of passing for success.

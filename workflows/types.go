@@ -33,7 +33,6 @@ const (
 
 	// On ModelWorkflow.
 	UpdateRegister  = "register"
-	UpdatePromote   = "promote"
 	UpdateRollback  = "rollback"
 	UpdateRedeliver = "redeliver"
 	QueryProduction = "production"
@@ -54,10 +53,17 @@ const (
 	// ModelWorkflow to a version's workflow during a production switch and are checked against the
 	// switch the model's workflow is running (QuerySwitch); promote is sent by a version's workflow once
 	// it is Approved and is checked against that version's state (QueryPromotion).
-	UpdateArchive  = "archive"
-	UpdateRestore  = "restore"
-	QuerySwitch    = "internal:switch"
-	QueryPromotion = "internal:promotion"
+	//
+	// The SDK lists a workflow's handlers sorted by name and the Temporal UI offers them in that order,
+	// so promote carries a "system:" prefix that puts it after the model's public updates. Runs from
+	// before modelV2 accept the old name too (UpdatePromoteLegacy), and activities.UpdateWorkflow sends
+	// an update scheduled under the old name by the new one.
+	UpdatePromote       = "system:promote"
+	UpdatePromoteLegacy = "promote"
+	UpdateArchive       = "archive"
+	UpdateRestore       = "restore"
+	QuerySwitch         = "internal:switch"
+	QueryPromotion      = "internal:promotion"
 )
 
 // Stage names (a public contract: docs/architecture.md).

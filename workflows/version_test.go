@@ -267,8 +267,18 @@ func TestDecodeDecision(t *testing.T) {
 
 // pinBehaviour makes the workflows of env run the behaviour version v (model-behaviour and
 // version-behaviour): the tests in model_test.go and version_test.go cover the pre-v1 paths that
-// workflows started by older workers still run; *_v1_test.go cover the current ones.
+// workflows started by older workers still run; *_v1_test.go cover the current ones (v 1 runs the
+// model's workflow at its newest version, which only renamed a handler since modelV1).
 func pinBehaviour(env *testsuite.TestWorkflowEnvironment, v workflow.Version) {
-	env.OnGetVersion(changeModelBehaviour, workflow.DefaultVersion, modelV1).Return(v)
+	mv := v
+	if v == 1 {
+		mv = modelV2
+	}
+	pinModelBehaviour(env, mv)
 	env.OnGetVersion(changeVersionBehaviour, workflow.DefaultVersion, versionV1).Return(v)
+}
+
+// pinModelBehaviour makes ModelWorkflow run behaviour version v.
+func pinModelBehaviour(env *testsuite.TestWorkflowEnvironment, v workflow.Version) {
+	env.OnGetVersion(changeModelBehaviour, workflow.DefaultVersion, modelV2).Return(v)
 }
