@@ -25,6 +25,13 @@ func registerShutdown(stop func()) {
 //	func TestMain(m *testing.M) { os.Exit(testenv.RunWithServers(m)) }
 func RunWithServers(m *testing.M) int {
 	code := m.Run()
+	Shutdown()
+	return code
+}
+
+// Shutdown stops every server the helpers of this package started once per process, most recent
+// first. RunWithServers calls it; a program that is not a test binary calls it before it exits.
+func Shutdown() {
 	shutdownMu.Lock()
 	stops := shutdowns
 	shutdowns = nil
@@ -32,5 +39,4 @@ func RunWithServers(m *testing.M) int {
 	for i := len(stops) - 1; i >= 0; i-- {
 		stops[i]()
 	}
-	return code
 }

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/lib/pq"
@@ -36,7 +35,7 @@ var (
 //
 // The binaries are looked up in $MODELREG_PG_BINDIR, else `pg_config --bindir`, else
 // /usr/lib/postgresql/15/bin.
-func Postgres(t testing.TB) string {
+func Postgres(t TB) string {
 	t.Helper()
 	bindir := pgBinDir()
 	for _, name := range []string{"initdb", "postgres"} {
@@ -262,7 +261,7 @@ func (s *postgresServer) kill() {
 	<-s.exited
 }
 
-// freePort is FreePort without a testing.TB, for servers started once for many tests.
+// freePort is FreePort without a TB, for servers started once for many tests.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

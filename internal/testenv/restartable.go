@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
-	"testing"
 )
 
 // OutagePostgres is a PostgreSQL server of one test's own, which the test can stop and start again on
@@ -24,7 +23,7 @@ type OutagePostgres struct {
 }
 
 // DedicatedPostgres starts an OutagePostgres and removes it when t ends.
-func DedicatedPostgres(t testing.TB) *OutagePostgres {
+func DedicatedPostgres(t TB) *OutagePostgres {
 	t.Helper()
 	bindir := pgBinDir()
 	if _, err := os.Stat(filepath.Join(bindir, "initdb")); err != nil {
@@ -86,7 +85,7 @@ func (p *OutagePostgres) Start() error {
 // address and data directory.
 type OutageS3 struct {
 	S3Server
-	t      testing.TB
+	t      TB
 	bin    string
 	addr   string
 	data   string
@@ -97,7 +96,7 @@ type OutageS3 struct {
 }
 
 // DedicatedS3 starts an OutageS3 and stops it when t ends.
-func DedicatedS3(t testing.TB) *OutageS3 {
+func DedicatedS3(t TB) *OutageS3 {
 	t.Helper()
 	bin, ok := Binary("MODELREG_VERSITYGW_BIN", "versitygw")
 	if !ok {

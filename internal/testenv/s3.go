@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -24,7 +23,7 @@ type S3Server struct {
 
 // S3 starts versitygw with its posix backend on a free loopback port, storing objects in a temporary
 // directory of t, and stops it when t ends. The binary comes from MODELREG_VERSITYGW_BIN or PATH.
-func S3(t testing.TB) S3Server {
+func S3(t TB) S3Server {
 	t.Helper()
 	bin, ok := Binary("MODELREG_VERSITYGW_BIN", "versitygw")
 	if !ok {
@@ -54,7 +53,7 @@ func S3(t testing.TB) S3Server {
 	return S3Server{}
 }
 
-func startVersity(t testing.TB, bin, addr, data, logPath string, srv S3Server) (stop func(), err error) {
+func startVersity(t TB, bin, addr, data, logPath string, srv S3Server) (stop func(), err error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -125,7 +124,7 @@ func tail(path string) string {
 	return string(bytes.TrimSpace(b))
 }
 
-func randomHex(t testing.TB, n int) string {
+func randomHex(t TB, n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatalf("random: %v", err)

@@ -4,13 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"testing"
 
 	"github.com/modelreg/modelreg/internal/devserver"
 )
 
 // TemporalBinary returns the temporal CLI, or skips/fails t when it is not installed.
-func TemporalBinary(t testing.TB) string {
+func TemporalBinary(t TB) string {
 	t.Helper()
 	bin, ok := Binary("MODELREG_TEMPORAL_BIN", "temporal")
 	if !ok {
@@ -24,7 +23,7 @@ func TemporalBinary(t testing.TB) string {
 
 // Temporal starts a headless Temporal dev server with the registry's search attributes, persisted to
 // dbFile (in-memory when empty), and stops it when t ends.
-func Temporal(t testing.TB, dbFile string) *devserver.Server {
+func Temporal(t TB, dbFile string) *devserver.Server {
 	t.Helper()
 	bin := TemporalBinary(t)
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "temporal.log"))

@@ -11,12 +11,23 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"testing"
 	"time"
 )
 
+// TB is what these helpers need of a test. testing.TB has it, and so has the benchmark command
+// (tests/bench), which starts the same servers outside `go test`.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
 // Unavailable skips or fails t, depending on MODELREG_REQUIRE_SERVERS, because what is needs is missing.
-func Unavailable(t testing.TB, format string, args ...any) {
+func Unavailable(t TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if os.Getenv("MODELREG_REQUIRE_SERVERS") == "1" {
@@ -37,7 +48,7 @@ func Binary(env, name string) (string, bool) {
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
+func FreePort(t TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,5 @@
+package main
+
+func init() { suites["ingest"] = ingest }
+
+func ingest(e *Env, r *Report) {}

@@ -1,0 +1,5 @@
+package main
+
+func init() { suites["orchestration"] = orchestration }
+
+func orchestration(e *Env, r *Report) {}
