@@ -96,47 +96,103 @@ func (d fileDigests) s3Checksum() string {
 	return base64.StdEncoding.EncodeToString(h.Sum(nil)) + "-" + strconv.Itoa(len(d.parts))
 }
 
-// hashFileParts hashes f from its start, whole and in parts of partSize, in one pass.
+// hashFileParts hashes f from its start, whole and in parts of partSize, in one read. The whole-file
+// digest and the part digests are computed side by side (SHA-256 of one stream cannot be split), so a
+// multipart file costs the time of one hash on a machine with a core to spare; a file of one part is
+// hashed once, its part digest being the whole digest.
 func hashFileParts(ctx context.Context, f *os.File, partSize int64, progress Progress) (fileDigests, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fileDigests{}, fmt.Errorf("seek %s: %w", f.Name(), err)
 	}
 	d := fileDigests{partSize: partSize}
-	whole, part := sha256.New(), sha256.New()
+	whole := sha256.New()
+	// Chunks go to the part hasher through a channel, with a few buffers in flight so that reading and
+	// both hashers overlap; the buffers come from and return to copyBufPool.
+	type chunk struct {
+		buf *[]byte
+		n   int
+	}
+	const inFlight = 4
+	var (
+		parts   chan chunk
+		free    = make(chan *[]byte, inFlight)
+		partsOK = make(chan [][32]byte, 1)
+	)
+	for range inFlight {
+		free <- copyBufPool.Get().(*[]byte)
+	}
+	defer func() {
+		for range inFlight {
+			copyBufPool.Put(<-free)
+		}
+	}()
 	var inPart int64
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	r := ctxReader{ctx, f}
-	for {
-		n, err := r.Read(*bp)
-		b := (*bp)[:n]
-		whole.Write(b)
+	partHash := sha256.New()
+	var digests [][32]byte
+	hashPart := func(b []byte) {
 		for len(b) > 0 {
 			k := min(int64(len(b)), partSize-inPart)
-			part.Write(b[:k])
+			partHash.Write(b[:k])
 			inPart += k
 			b = b[k:]
 			if inPart == partSize {
-				d.parts = append(d.parts, [32]byte(part.Sum(nil)))
-				part.Reset()
+				digests = append(digests, [32]byte(partHash.Sum(nil)))
+				partHash.Reset()
 				inPart = 0
 			}
 		}
-		d.size += int64(n)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() > partSize {
+		parts = make(chan chunk, inFlight)
+		go func() {
+			for c := range parts {
+				hashPart((*c.buf)[:c.n])
+				free <- c.buf
+			}
+			partsOK <- digests
+		}()
+	}
+	r := ctxReader{ctx, f}
+	var readErr error
+	for {
+		bp := <-free
+		n, err := io.ReadFull(r, *bp)
+		if n > 0 {
+			whole.Write((*bp)[:n])
+			d.size += int64(n)
+		}
+		if parts != nil && n > 0 {
+			parts <- chunk{bp, n}
+		} else {
+			free <- bp
+		}
 		if n > 0 && progress != nil {
 			progress(d.size)
 		}
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			break
 		}
 		if err != nil {
-			return fileDigests{}, fmt.Errorf("read %s: %w", f.Name(), err)
+			readErr = fmt.Errorf("read %s: %w", f.Name(), err)
+			break
 		}
 	}
-	if inPart > 0 || d.size == 0 {
-		d.parts = append(d.parts, [32]byte(part.Sum(nil)))
-	}
 	copy(d.sum[:], whole.Sum(nil))
+	if parts != nil {
+		close(parts)
+		d.parts = <-partsOK
+		if inPart > 0 || d.size == 0 {
+			d.parts = append(d.parts, [32]byte(partHash.Sum(nil)))
+		}
+	} else {
+		d.parts = [][32]byte{d.sum}
+	}
+	if readErr != nil {
+		return fileDigests{}, readErr
+	}
+	if parts == nil && d.size > partSize {
+		return fileDigests{}, fmt.Errorf("%s grew while it was being hashed; store it again", f.Name())
+	}
 	return d, nil
 }
 
