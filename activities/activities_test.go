@@ -25,6 +25,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
@@ -321,6 +322,7 @@ var cases = []struct {
 	{"ValidateFailures", testValidateFailures},
 	{"ValidateIntegrity", testValidateIntegrity},
 	{"ValidateDeletedBlob", testValidateDeletedBlob},
+	{"ValidateAttestedOrRehashed", testValidateAttestedOrRehashed},
 	{"ValidateChampion", testValidateChampion},
 	{"ArchivedMark", testArchivedMark},
 	{"NotifyDeployment", testNotifyDeployment},
@@ -741,6 +743,66 @@ func testValidateIntegrity(t *testing.T, h *harness) {
 
 	h.overwriteBlob(t, sum, weights) // repaired
 	wantPassed(t, validate(t, h, 1, nil), "integrity")
+}
+
+// testValidateAttestedOrRehashed: on S3, validation believes the store's own SHA-256 checksum instead of
+// reading every byte back, and the policy's rehashArtifacts reads them back. What that trades: a blob
+// replaced by hand with other bytes and no checksum, or with the checksum of its own bytes, is still
+// caught by default; one replaced by somebody who forges a composite checksum and the address beside it
+// (which takes the store's credentials) is caught only by a re-hash.
+func testValidateAttestedOrRehashed(t *testing.T, h *harness) {
+	weights := randomBytes(t, 70_000)
+	registered(t, h, 1, nil, map[string][]byte{"model.bin": weights, "config/params.json": []byte("{}")})
+	rep := validate(t, h, 1, nil)
+	wantPassed(t, rep, "integrity")
+	d := check(t, rep, "integrity").Detail
+	if !h.isS3 {
+		// A directory store re-reads every byte: it has no checksum of its own to believe.
+		if !strings.Contains(d, "every SHA-256 verified") {
+			t.Fatalf("integrity detail on a directory store %q", d)
+		}
+		return
+	}
+	if !strings.Contains(d, "2 attested by the store's SHA-256 checksums, 0 re-hashed") {
+		t.Fatalf("integrity detail %q, want both files attested", d)
+	}
+	sum := sha(weights)
+	corrupt := bytes.Clone(weights)
+	corrupt[0] ^= 0x01
+	// The checksum of the corrupt bytes themselves: the store does not attest the address.
+	s3store := h.store.(*artifact.S3)
+	key := strings.TrimPrefix(s3store.BlobURI(sum), "s3://"+s3store.Bucket()+"/")
+	ctx := context.Background()
+	if _, err := s3store.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s3store.Bucket()), Key: &key,
+		Body: bytes.NewReader(corrupt), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256}); err != nil {
+		t.Fatal(err)
+	}
+	wantFailed(t, validate(t, h, 1, nil), map[string]string{"integrity": "model.bin"})
+	// A forged composite checksum with the address beside it: attested, unless the policy re-hashes.
+	up, err := s3store.Client().CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(s3store.Bucket()), Key: &key,
+		ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256, Metadata: map[string]string{"sha256": sum}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := s3store.Client().UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(s3store.Bucket()), Key: &key, UploadId: up.UploadId,
+		PartNumber: aws.Int32(1), Body: bytes.NewReader(corrupt), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s3store.Client().CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(s3store.Bucket()), Key: &key, UploadId: up.UploadId,
+		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: []s3types.CompletedPart{{PartNumber: aws.Int32(1), ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256}}}}); err != nil {
+		t.Fatal(err)
+	}
+	wantPassed(t, validate(t, h, 1, nil), "integrity")
+	setPolicy(t, h, catalog.Policy{RehashArtifacts: true})
+	rep = validate(t, h, 1, nil)
+	wantFailed(t, rep, map[string]string{"integrity": "model.bin"})
+	h.overwriteBlob(t, sum, weights)
+	rep = validate(t, h, 1, nil)
+	wantPassed(t, rep, "integrity")
+	if d := check(t, rep, "integrity").Detail; !strings.Contains(d, "every SHA-256 verified") {
+		t.Fatalf("integrity detail with rehashArtifacts %q", d)
+	}
 }
 
 // testValidateDeletedBlob: a blob that vanished from the store between registration and validation is

@@ -77,11 +77,17 @@ func (a *Activities) Validate(ctx context.Context, in ValidateInput) (Validation
 		return rep, fmt.Errorf("read manifest of %s v%d: %w", in.Model, in.Version, err)
 	}
 
-	// Integrity: the bytes must still be what was registered.
+	// Integrity: the bytes must still be what was registered. A store that attests a blob by its own
+	// checksum (S3) is believed unless the policy asks for a re-hash: reading every byte back cost 18 %
+	// of a 1 GiB registration, for what the server checked as it stored them (README, "Integrity").
 	// Small files are verified several at a time: one at a time, a version of 100,000 files spends its
 	// validation waiting on round trips, not hashing.
+	attester, _ := a.Store.(artifact.Attester)
+	if policy.RehashArtifacts {
+		attester = nil
+	}
 	errs := make([]error, len(m.Files))
-	var done atomic.Int64
+	var done, attested atomic.Int64
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, verifyConcurrency)
 	for i, f := range m.Files {
@@ -89,6 +95,19 @@ func (a *Activities) Validate(ctx context.Context, in ValidateInput) (Validation
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			if attester != nil {
+				ok, err := attester.AttestBlob(ctx, f)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				if ok {
+					attested.Add(1)
+					activity.RecordHeartbeat(ctx, done.Add(f.Size))
+					return
+				}
+				// Not attested (missing, another size, no checksum): hashing says which.
+			}
 			errs[i] = a.Store.VerifyBlob(ctx, f, func(int64) { activity.RecordHeartbeat(ctx, done.Load()) })
 			activity.RecordHeartbeat(ctx, done.Add(f.Size))
 		}()
@@ -106,7 +125,9 @@ func (a *Activities) Validate(ctx context.Context, in ValidateInput) (Validation
 		}
 		total += f.Size
 	}
-	if len(bad) == 0 {
+	if len(bad) == 0 && attested.Load() > 0 {
+		rep.add("integrity", true, "%d files, %d bytes: %d attested by the store's SHA-256 checksums, %d re-hashed", len(m.Files), total, attested.Load(), int64(len(m.Files))-attested.Load())
+	} else if len(bad) == 0 {
 		rep.add("integrity", true, "%d files, %d bytes, every SHA-256 verified", len(m.Files), total)
 	} else {
 		rep.add("integrity", false, "%d of %d files do not match the manifest: %s", len(bad), len(m.Files), strings.Join(bad, "; "))

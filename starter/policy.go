@@ -25,7 +25,7 @@ func (a *app) policyCmd() *cobra.Command {
 		approvalTimeout            time.Duration
 		approvers, validators      []string
 		quorum                     int
-		selfApproval               bool
+		selfApproval, rehash       bool
 		reminder, validatorTimeout time.Duration
 	)
 	set := &cobra.Command{
@@ -38,7 +38,7 @@ func (a *app) policyCmd() *cobra.Command {
 			p := catalog.Policy{RequiredFiles: files, ChampionMetric: champion, ChampionTolerance: tolerance,
 				ChampionLowerIsBetter: lowerBetter, ApprovalTimeoutSeconds: int64(approvalTimeout / time.Second),
 				RequiredApprovals: quorum, AllowedApprovers: approvers, AllowSelfApproval: selfApproval,
-				ReminderIntervalSeconds: int64(reminder / time.Second)}
+				ReminderIntervalSeconds: int64(reminder / time.Second), RehashArtifacts: rehash}
 			if approvalTimeout > 0 && approvalTimeout < time.Second || reminder > 0 && reminder < time.Second {
 				return fmt.Errorf("--approval-timeout and --reminder-interval must be at least 1s")
 			}
@@ -113,6 +113,7 @@ func (a *app) policyCmd() *cobra.Command {
 	f.DurationVar(&reminder, "reminder-interval", 0, "send a reminder event to the webhooks this often while a version waits (0 = never)")
 	f.StringArrayVar(&validators, "validator", nil, "external validator NAME=URL that receives validation requests (repeatable)")
 	f.DurationVar(&validatorTimeout, "validator-timeout", time.Hour, "how long to wait for each external validator's verdict")
+	f.BoolVar(&rehash, "rehash-artifacts", false, "validation reads every byte back from the store and hashes it, instead of accepting the store's own SHA-256 checksum (README, Integrity)")
 	_ = set.MarkFlagRequired("model")
 
 	var showModel string

@@ -81,6 +81,18 @@ func checkEntryShape(e FileEntry) error {
 	return nil
 }
 
+// Attester is a store that can vouch for a blob without reading it back: a checksum the server computed
+// from the bytes it received matches the blob's address. Validation accepts such a blob unless the
+// policy asks for every byte to be hashed again (catalog.Policy.RehashArtifacts).
+type Attester interface {
+	AttestBlob(ctx context.Context, e FileEntry) (bool, error)
+}
+
+// AttestBlob implements Attester with HasBlob's proof: the whole object's SHA-256 checksum equals the
+// address, or the composite checksum of its parts (each checked by the server against digests taken in
+// the read that produced the address) is recorded beside the address.
+func (s *S3) AttestBlob(ctx context.Context, e FileEntry) (bool, error) { return s.HasBlob(ctx, e) }
+
 // HasBlob implements Transfer. A directory has no checksum to consult: a regular file of the right
 // size counts, since blobs only ever reach their address by rename after their bytes were verified.
 func (d *Dir) HasBlob(ctx context.Context, e FileEntry) (bool, error) {

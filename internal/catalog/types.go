@@ -55,6 +55,10 @@ type Policy struct {
 	ReminderIntervalSeconds int64 `json:"reminderIntervalSeconds,omitempty"`
 	// Validators are external validation gates (CI jobs, load tests, fairness checks) that must pass.
 	Validators []ExternalValidator `json:"validators,omitempty"`
+	// RehashArtifacts makes validation read every byte of every blob back from the store and hash it,
+	// instead of accepting a blob the store attests with its own SHA-256 checksum (S3). README,
+	// "Integrity", says what each guarantees.
+	RehashArtifacts bool `json:"rehashArtifacts,omitempty"`
 }
 
 // ExternalValidator is a validation gate run by another system: the registry POSTs a validation request
