@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -237,19 +236,42 @@ func (p *Process) CPUSeconds() float64 {
 }
 
 // RunStarter runs the starter with args and returns its output, wall time and peak RSS.
+//
+// The peak is read from /proc while the starter runs, not from its rusage: Go starts a child with
+// CLONE_VM, and Linux records the parent's memory high-water mark at exec as the child's ru_maxrss, so
+// that figure is this process's RSS, not the starter's.
 func (e *Env) RunStarter(ctx context.Context, args ...string) (out string, elapsed time.Duration, rssMiB float64, err error) {
 	cmd := exec.CommandContext(ctx, e.StarterBin, args...)
 	cmd.Env = e.BaseEnv
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	t0 := time.Now()
-	err = cmd.Run()
-	elapsed = time.Since(t0)
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rssMiB = float64(ru.Maxrss) / 1024
-		}
+	if err := cmd.Start(); err != nil {
+		return "", 0, 0, err
 	}
+	p := &Process{Cmd: cmd}
+	done := make(chan struct{})
+	peak := make(chan float64, 1)
+	go func() {
+		var max float64
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := p.PeakRSSMiB(); v > max {
+				max = v
+			}
+			select {
+			case <-done:
+				peak <- max
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err = cmd.Wait()
+	elapsed = time.Since(t0)
+	close(done)
+	rssMiB = <-peak
 	if err != nil {
 		err = fmt.Errorf("starter %s: %v\n%s", strings.Join(args, " "), err, buf.String())
 	}
