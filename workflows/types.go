@@ -210,6 +210,15 @@ func (r RegisterRequest) Validate() error {
 				}
 			}
 		}
+		// Nor may two paths be one name on a case-insensitive filesystem (macOS, Windows), where pulling
+		// the version would overwrite one file with the other. A validator: tightening it is replay-safe.
+		paths := make([]string, len(r.Source.Files))
+		for i, f := range r.Source.Files {
+			paths[i] = f.Path
+		}
+		if err := names.CaseCollision(paths); err != nil {
+			return fmt.Errorf("source.files: %w", err)
+		}
 	}
 	// Last, so that a request refused for its size has no other problem to report first. Marshalling
 	// sorts map keys, so the figure is the same on every run.
