@@ -82,6 +82,17 @@ func TestHTTPAPIEndToEnd(t *testing.T) {
 	}
 	register(1, "0.93")
 
+	// Two paths a case-insensitive filesystem takes for one are refused before a version is minted (the
+	// register update's validator, which the API runs first), naming both.
+	cased := map[string]any{"source": map[string]any{"files": []map[string]any{
+		{"path": "model.bin", "size": 1, "sha256": strings.Repeat("a", 64)},
+		{"path": "MODEL.bin", "size": 1, "sha256": strings.Repeat("b", 64)},
+	}}}
+	if s, _, b := h.apiCall("POST", "/v1/models/fraud/versions", "ci", cased); s != http.StatusBadRequest || !strings.Contains(string(b), "bad_registration") ||
+		!strings.Contains(string(b), `paths \"model.bin\" and \"MODEL.bin\" differ only in case`) {
+		t.Fatalf("registering model.bin and MODEL.bin: %d %s", s, b)
+	}
+
 	// A deployer watches production before there is any: a 404 with an ETag to wait on.
 	status, hdr, b := h.apiCall("GET", "/v1/models/fraud/production", "", nil)
 	if status != http.StatusNotFound || !strings.Contains(string(b), "no_production_version") || hdr.Get("ETag") == "" {
