@@ -29,6 +29,9 @@ func TestRegisterRequestLimits(t *testing.T) {
 			r.Source.Files = append(r.Source.Files, artifact.FileEntry{Path: "model.bin.sha256", Size: 1, SHA256: strings.Repeat("b", 64)},
 				artifact.FileEntry{Path: "Data/a", Size: 1, SHA256: strings.Repeat("c", 64)}, artifact.FileEntry{Path: "data/b", Size: 1, SHA256: strings.Repeat("d", 64)})
 		},
+		"tags": func(r *RegisterRequest) {
+			r.Tags = map[string]string{"team": "risk", "dataset": "tx-2026=q3", "a b": " padded value ", "é": ""}
+		},
 		"metrics at the limit": func(r *RegisterRequest) {
 			r.Metrics = map[string]float64{}
 			for i := range MaxMetrics {
@@ -80,8 +83,14 @@ func TestRegisterRequestLimits(t *testing.T) {
 			r.Source.Files = append(r.Source.Files, artifact.FileEntry{Path: "Config", Size: 1, SHA256: strings.Repeat("b", 64)},
 				artifact.FileEntry{Path: "config/params.yaml", Size: 1, SHA256: strings.Repeat("c", 64)})
 		}, []string{`"Config"`, `"config/params.yaml"`, "directory"}},
-		"files and listing": {func(r *RegisterRequest) { r.Source.Listing = listing }, []string{"exactly one of uri, files or listing"}},
-		"uri and listing":   {func(r *RegisterRequest) { r.Source = ArtifactSource{URI: "s3://b/p", Listing: listing} }, []string{"exactly one"}},
+		"tag key with '='":           {func(r *RegisterRequest) { r.Tags = map[string]string{"team=risk": "x"} }, []string{`tag "team=risk"`, "'='"}},
+		"tag key with a newline":     {func(r *RegisterRequest) { r.Tags = map[string]string{"team\n": "x"} }, []string{`tag "team\n"`, "control"}},
+		"tag key with a DEL":         {func(r *RegisterRequest) { r.Tags = map[string]string{"te\x7fam": "x"} }, []string{`tag "te\x7fam"`, "control"}},
+		"tag key with leading space": {func(r *RegisterRequest) { r.Tags = map[string]string{" team": "x"} }, []string{`tag " team"`, "white space"}},
+		"tag key with trailing NBSP": {func(r *RegisterRequest) { r.Tags = map[string]string{"team\u00a0": "x"} }, []string{`tag "team\u00a0"`, "white space"}},
+		"empty tag key":              {func(r *RegisterRequest) { r.Tags = map[string]string{"": "x"} }, []string{`tag ""`, "1-128 bytes"}},
+		"files and listing":          {func(r *RegisterRequest) { r.Source.Listing = listing }, []string{"exactly one of uri, files or listing"}},
+		"uri and listing":            {func(r *RegisterRequest) { r.Source = ArtifactSource{URI: "s3://b/p", Listing: listing} }, []string{"exactly one"}},
 		"listing bad digest": {func(r *RegisterRequest) {
 			r.Source = ArtifactSource{Listing: &artifact.ListingRef{SHA256: "xyz", Count: 2}}
 		}, []string{"source.listing", "sha256"}},
