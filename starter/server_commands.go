@@ -308,7 +308,7 @@ func (a *app) registerThroughServer(ctx context.Context, req workflows.RegisterR
 		return err
 	}
 	var res workflows.RegisterResult
-	body := api.RegisterBody{IdempotencyKey: key, Source: req.Source, Metrics: req.Metrics, Params: req.Params, SourceRun: req.SourceRun}
+	body := api.RegisterBody{IdempotencyKey: key, Source: req.Source, Metrics: req.Metrics, Params: req.Params, Tags: req.Tags, SourceRun: req.SourceRun}
 	if err := a.api.call(ctx, http.MethodPost, pathOf("v1", "models", req.Model, "versions"), body, &res); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
