@@ -29,6 +29,7 @@ import (
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
 	"github.com/modelreg/modelreg/internal/metrics"
+	"github.com/modelreg/modelreg/internal/names"
 )
 
 // Activities carries the dependencies of every activity.
@@ -168,7 +169,7 @@ func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput)
 		}
 		imported, err := artifact.ImportS3Prefix(ctx, a.SourceS3, in.SourceURI, meteredStore{a.Store, a.Metrics}, a.TempDir, heartbeat(ctx))
 		if err != nil {
-			if errors.Is(err, artifact.ErrNotFound) {
+			if errors.Is(err, artifact.ErrNotFound) || names.IsCaseCollision(err) {
 				return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadSource, err)
 			}
 			return StoreArtifactsResult{}, err
@@ -198,6 +199,15 @@ func (a *Activities) StoreArtifacts(ctx context.Context, in StoreArtifactsInput)
 	}
 	if len(files) == 0 {
 		return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError("the version has no artifact files", ErrTypeBadSource, nil)
+	}
+	// The register update's validator refuses such paths inline, but a request it accepted before it did
+	// may still be storing: fail it now, not after the manifest write's retries.
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f.Path
+	}
+	if err := names.CaseCollision(paths); err != nil {
+		return StoreArtifactsResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadSource, err)
 	}
 	// An error here must fail the attempt before anything is written: a manifest written with another
 	// time would contradict the next attempt's, and ErrManifestConflict fails the version for good.

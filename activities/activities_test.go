@@ -453,6 +453,15 @@ func testStoreNeverUploaded(t *testing.T, h *harness) {
 			Files: []artifact.FileEntry{uploaded[0], ghost}}, nil),
 		"weights/ghost.bin", "never uploaded")
 
+	// Paths a case-insensitive filesystem takes for one: the register update refuses them now, but a
+	// request it accepted before it did may still reach this activity.
+	cased := uploaded[0]
+	cased.Path = "MODEL.bin"
+	check("StoreArtifacts with paths differing only in case",
+		h.run(t, h.acts.StoreArtifacts, activities.StoreArtifactsInput{Model: model, Version: 1,
+			Files: []artifact.FileEntry{uploaded[0], cased}}, nil),
+		`"MODEL.bin"`, `"model.bin"`, "case-insensitive")
+
 	wrongSize := uploaded[0]
 	wrongSize.Size++
 	check("StoreArtifacts with a wrong size",
@@ -549,6 +558,15 @@ func testStoreFromS3Source(t *testing.T, h *harness) {
 	wantBadSource(t, "StoreArtifacts from an empty prefix",
 		h.run(t, h.acts.StoreArtifacts, activities.StoreArtifactsInput{Model: model, Version: 2, SourceURI: "s3://" + bucket + "/runs/nothing"}, nil),
 		"no objects")
+	// S3 keys are case-sensitive, a version's paths may not be: refused for good before any download.
+	put("runs/cased/Model.bin", []byte("upper"))
+	put("runs/cased/model.bin", []byte("lower"))
+	wantBadSource(t, "StoreArtifacts from a prefix holding Model.bin and model.bin",
+		h.run(t, h.acts.StoreArtifacts, activities.StoreArtifactsInput{Model: model, Version: 2, SourceURI: "s3://" + bucket + "/runs/cased"}, nil),
+		`"Model.bin"`, `"model.bin"`, "differ only in case")
+	if left, _ := os.ReadDir(h.acts.TempDir); len(left) > 0 {
+		t.Errorf("a refused import left files in its temp dir: %v", left)
+	}
 	noS3 := *h.acts
 	noS3.SourceS3 = nil
 	wantBadSource(t, "StoreArtifacts from s3:// without a source client",

@@ -3,6 +3,8 @@ package activities_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -29,6 +31,20 @@ func putListing(t *testing.T, h *harness, files []artifact.FileEntry) artifact.L
 		t.Fatal(err)
 	}
 	return artifact.ListingRef{SHA256: e.SHA256, Count: len(files)}
+}
+
+// putRawListing stores a listing's bytes as they are, and returns its reference.
+func putRawListing(t *testing.T, h *harness, doc string, count int) artifact.ListingRef {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "listing.json")
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := h.store.PutFile(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return artifact.ListingRef{SHA256: e.SHA256, Count: count}
 }
 
 // A version's files named by a listing blob become its manifest; a listing that is missing, corrupt,
@@ -72,6 +88,14 @@ func testStoreFromListing(t *testing.T, h *harness) {
 		in := activities.StoreArtifactsInput{Model: model, Version: 2, Listing: &c.ref}
 		wantBadSource(t, "StoreArtifacts with a "+c.name, h.run(t, h.acts.StoreArtifacts, in, nil), c.mention)
 	}
+	// A listing written by another client, naming two paths that differ only in case (EncodeListing
+	// would not write it).
+	cased := fmt.Sprintf(`[{"path":"Shard-0/part-00.bin","size":%d,"sha256":%q},{"path":"shard-0/part-00.bin","size":%d,"sha256":%q}]`,
+		entries[0].Size, entries[0].SHA256, entries[1].Size, entries[1].SHA256)
+	casedRef := putRawListing(t, h, cased, 2)
+	wantBadSource(t, "StoreArtifacts with a listing of paths differing only in case",
+		h.run(t, h.acts.StoreArtifacts, activities.StoreArtifactsInput{Model: model, Version: 2, Listing: &casedRef}, nil),
+		`"Shard-0/part-00.bin"`, `"shard-0/part-00.bin"`, "differ only in case")
 	// A listing whose stored bytes are not the ones its digest names is refused, not trusted.
 	corrupt := putListing(t, h, entries[:5])
 	h.overwriteBlob(t, corrupt.SHA256, []byte(`[{"path":"x","size":1,"sha256":"`+sha([]byte("x"))+`"}]`))

@@ -24,7 +24,7 @@ import (
 func (a *app) registerCmd() *cobra.Command {
 	var (
 		model, dir, source, metricsFile, sourceRun, key, by string
-		params                                              []string
+		params, tags                                        []string
 		wait                                                bool
 		partSizeMiB                                         int64
 		concurrency                                         int
@@ -70,6 +70,9 @@ route), and the version is registered as the token's principal.`,
 				}
 			}
 			if req.Params, err = parseParams(params); err != nil {
+				return err
+			}
+			if req.Tags, err = parseTags(tags); err != nil {
 				return err
 			}
 			if source != "" {
@@ -132,6 +135,7 @@ route), and the version is registered as the token's principal.`,
 	f.StringVar(&source, "source", "", "s3://bucket/prefix whose objects are the version's files")
 	f.StringVar(&metricsFile, "metrics", "", "JSON file of metrics, e.g. {\"accuracy\": 0.93}")
 	f.StringArrayVar(&params, "param", nil, "training parameter key=value (repeatable)")
+	f.StringArrayVar(&tags, "tag", nil, "tag key=value to find the version by, e.g. team=risk (repeatable)")
 	f.StringVar(&sourceRun, "source-run", "", "the training run that produced the version (URL or ID)")
 	f.StringVar(&key, "idempotency-key", "", "retry key: the same key always returns the same version")
 	f.StringVar(&by, "registered-by", "", "who registers (default: the current user)")
@@ -218,6 +222,26 @@ func parseParams(kvs []string) (map[string]string, error) {
 			return nil, fmt.Errorf("--param %q is not key=value", kv)
 		}
 		out[k] = v
+	}
+	return out, nil
+}
+
+// parseTags reads --tag key=value flags: the first '=' ends the key (a key cannot hold one), and the
+// last value of a key wins, as with --param. They are checked as the register update checks them.
+func parseTags(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--tag %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	if err := workflows.ValidateTags(out); err != nil {
+		return nil, fmt.Errorf("--tag: %w", err)
 	}
 	return out, nil
 }

@@ -126,6 +126,39 @@ func TestParseParams(t *testing.T) {
 	}
 }
 
+func TestParseTags(t *testing.T) {
+	good := []struct {
+		in   []string
+		want map[string]string
+	}{
+		{nil, nil},
+		{[]string{"team=risk"}, map[string]string{"team": "risk"}},
+		{[]string{"team=risk", "dataset=tx-2026"}, map[string]string{"team": "risk", "dataset": "tx-2026"}},
+		{[]string{"expr=a=b"}, map[string]string{"expr": "a=b"}}, // the first '=' ends the key
+		{[]string{"flag="}, map[string]string{"flag": ""}},
+		{[]string{"k=1", "k=2"}, map[string]string{"k": "2"}}, // the last one wins, as with --param
+	}
+	for _, c := range good {
+		got, err := parseTags(c.in)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("parseTags(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	for in, want := range map[string]string{
+		"team":                             `--tag "team" is not key=value`,
+		"=risk":                            `--tag "=risk" is not key=value`,
+		" team=risk":                       `--tag: tag " team": keys may not begin or end with white space`,
+		"team\t=risk":                      `--tag: tag "team\t": keys may not contain control characters`,
+		strings.Repeat("k", 129) + "=v":    "keys must be 1-128 bytes",
+		"team=" + strings.Repeat("v", 257): "values at most 256 bytes",
+	} {
+		got, err := parseTags([]string{"ok=1", in})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseTags(%q) = %v, %v; want an error containing %q", in, got, err, want)
+		}
+	}
+}
+
 const (
 	shaA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	shaB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"

@@ -267,7 +267,10 @@ func (a *app) registerThroughServer(ctx context.Context, req workflows.RegisterR
 		for _, b := range blobs {
 			entries = append(entries, b.FileEntry)
 		}
-		upload := blobs
+		sent, had, err := a.uploadThroughServer(ctx, req.Model, blobs)
+		if err != nil {
+			return err
+		}
 		if len(entries) > workflows.MaxInlineFiles {
 			tmp, err := os.MkdirTemp("", "modelreg-listing-")
 			if err != nil {
@@ -282,14 +285,16 @@ func (a *app) registerThroughServer(ctx context.Context, req workflows.RegisterR
 			if err != nil {
 				return err
 			}
-			upload = append(upload, localBlob{FileEntry: artifact.FileEntry{Path: "listing.json", Size: n, SHA256: sum}, abs: path})
+			// In a plan of its own: a plan names one version's paths, and the version may hold a
+			// listing.json (or a Listing.JSON) of its own.
+			s, h, err := a.uploadThroughServer(ctx, req.Model, []localBlob{{FileEntry: artifact.FileEntry{Path: "listing.json", Size: n, SHA256: sum}, abs: path}})
+			if err != nil {
+				return err
+			}
+			sent, had = sent+s, had+h
 			req.Source.Listing = &artifact.ListingRef{SHA256: sum, Count: len(entries)}
 		} else {
 			req.Source.Files = entries
-		}
-		sent, had, err := a.uploadThroughServer(ctx, req.Model, upload)
-		if err != nil {
-			return err
 		}
 		if !a.json {
 			fmt.Fprintf(a.errOut, "%d files: %d blobs sent, %d already stored\n", len(entries), sent, had)
@@ -303,7 +308,7 @@ func (a *app) registerThroughServer(ctx context.Context, req workflows.RegisterR
 		return err
 	}
 	var res workflows.RegisterResult
-	body := api.RegisterBody{IdempotencyKey: key, Source: req.Source, Metrics: req.Metrics, Params: req.Params, SourceRun: req.SourceRun}
+	body := api.RegisterBody{IdempotencyKey: key, Source: req.Source, Metrics: req.Metrics, Params: req.Params, Tags: req.Tags, SourceRun: req.SourceRun}
 	if err := a.api.call(ctx, http.MethodPost, pathOf("v1", "models", req.Model, "versions"), body, &res); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}

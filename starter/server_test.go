@@ -193,6 +193,11 @@ func TestRegisterThroughServerWithListing(t *testing.T) {
 	c := []byte("shard")
 	for i := range workflows.MaxInlineFiles + 1 {
 		p := fmt.Sprintf("shard-%04d", i)
+		if i == 0 {
+			// A file of the version's own under the name the listing goes up with: the listing is planned
+			// on its own, since a plan refuses a path listed twice.
+			p = "listing.json"
+		}
 		if err := os.WriteFile(filepath.Join(dir, p), c, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -212,6 +217,38 @@ func TestRegisterThroughServerWithListing(t *testing.T) {
 	got, err := artifact.ReadListing(context.Background(), f.store, artifact.ListingRef{SHA256: sha(listing), Count: len(entries)})
 	if err != nil || len(got) != len(entries) {
 		t.Fatalf("the listing the registry would read: %d files, %v", len(got), err)
+	}
+}
+
+// TestRegisterRefusesPathsDifferingOnlyInCase: a directory on a case-sensitive filesystem may hold
+// Model.bin and model.bin; the starter refuses it, naming both, before anything is uploaded, with
+// --server or without.
+func TestRegisterRefusesPathsDifferingOnlyInCase(t *testing.T) {
+	f := newAPIFixture(t)
+	dir := t.TempDir()
+	for p, c := range map[string]string{"model.bin": "lower", "Model.bin": "upper", "config.json": "{}"} {
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "MODEL.BIN")); err == nil {
+		t.Skip("this filesystem is case-insensitive: it cannot hold both names")
+	}
+	const want = `paths "Model.bin" and "model.bin" differ only in case`
+	t.Setenv("MODELREG_ARTIFACT_ROOT", f.store.Root())
+	for _, args := range [][]string{
+		{"register", "--server", f.url, "--token", f.token, "--model", "fraud", "--dir", dir},
+		{"register", "--model", "fraud", "--dir", dir},
+	} {
+		_, _, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("starter %s = %v, want %q", strings.Join(args, " "), err, want)
+		}
+	}
+	for _, c := range []string{"lower", "upper", "{}"} {
+		if _, err := f.store.StatBlob(context.Background(), sha([]byte(c))); err == nil {
+			t.Errorf("%q was uploaded", c)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -98,7 +99,8 @@ func TestArtifactsThroughHTTPAPI(t *testing.T) {
 	dir := filepath.Join(h.dir, "run-1")
 	writeFiles(t, dir, files)
 	writeFiles(t, h.dir, map[string]string{"metrics.json": `{"accuracy": 0.91}`})
-	out, errOut := mustAs("trainer", "register", "--model", "vision", "--dir", dir, "--metrics", filepath.Join(h.dir, "metrics.json"), "--wait")
+	out, errOut := mustAs("trainer", "register", "--model", "vision", "--dir", dir, "--metrics", filepath.Join(h.dir, "metrics.json"),
+		"--tag", "team=vision", "--tag", "dataset=imagenet=2026", "--wait")
 	if !strings.Contains(out, "registered vision v1") || !strings.Contains(out, "PendingApproval") || !strings.Contains(errOut, "3 files: 3 blobs sent, 0 already stored") {
 		t.Fatalf("register through the API:\nstdout: %s\nstderr: %s", out, errOut)
 	}
@@ -106,6 +108,19 @@ func TestArtifactsThroughHTTPAPI(t *testing.T) {
 	v, err := h.catalog.GetVersion(ctx, "vision", 1)
 	if err != nil || v.RegisteredBy != "trainer" {
 		t.Fatalf("v1 = %+v, %v; want registered by the token's principal", v, err)
+	}
+	// The tags went with the registration, and the API finds the version by them.
+	if want := map[string]string{"team": "vision", "dataset": "imagenet=2026"}; !maps.Equal(v.Tags, want) {
+		t.Fatalf("v1's tags = %v, want %v", v.Tags, want)
+	}
+	resp, err := http.Get(server + "/v1/models/vision/versions?tag=dataset=imagenet=2026")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(tagged), `"version":1`) {
+		t.Fatalf("versions tagged dataset=imagenet=2026: %d %s", resp.StatusCode, tagged)
 	}
 	// Registering the same directory again sends nothing and names the same version.
 	out, errOut = mustAs("trainer", "register", "--model", "vision", "--dir", dir, "--metrics", filepath.Join(h.dir, "metrics.json"))

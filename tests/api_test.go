@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -78,9 +79,26 @@ func TestHTTPAPIEndToEnd(t *testing.T) {
 		dir := filepath.Join(h.dir, fmt.Sprintf("v%d", n))
 		writeFiles(t, dir, map[string]string{"model.bin": fmt.Sprintf("weights-v%d", n)})
 		writeFiles(t, h.dir, map[string]string{fmt.Sprintf("m%d.json", n): `{"accuracy": ` + accuracy + `}`})
-		h.mustStarter("register", "--model", "fraud", "--dir", dir, "--metrics", filepath.Join(h.dir, fmt.Sprintf("m%d.json", n)), "--wait")
+		h.mustStarter("register", "--model", "fraud", "--dir", dir, "--metrics", filepath.Join(h.dir, fmt.Sprintf("m%d.json", n)),
+			"--tag", "team=risk", "--tag", fmt.Sprintf("attempt=%d", n), "--wait")
+	}
+	// A tag the API's filter could not find, or would not show, is refused before anything is uploaded.
+	if _, errOut, err := h.starter("register", "--model", "fraud", "--dir", h.dir, "--tag", "team =risk"); err == nil ||
+		!strings.Contains(errOut, `tag "team ": keys may not begin or end with white space`) {
+		t.Fatalf("register with the tag key %q: %v\n%s", "team ", err, errOut)
 	}
 	register(1, "0.93")
+
+	// Two paths a case-insensitive filesystem takes for one are refused before a version is minted (the
+	// register update's validator, which the API runs first), naming both.
+	cased := map[string]any{"source": map[string]any{"files": []map[string]any{
+		{"path": "model.bin", "size": 1, "sha256": strings.Repeat("a", 64)},
+		{"path": "MODEL.bin", "size": 1, "sha256": strings.Repeat("b", 64)},
+	}}}
+	if s, _, b := h.apiCall("POST", "/v1/models/fraud/versions", "ci", cased); s != http.StatusBadRequest || !strings.Contains(string(b), "bad_registration") ||
+		!strings.Contains(string(b), `paths \"model.bin\" and \"MODEL.bin\" differ only in case`) {
+		t.Fatalf("registering model.bin and MODEL.bin: %d %s", s, b)
+	}
 
 	// A deployer watches production before there is any: a 404 with an ETag to wait on.
 	status, hdr, b := h.apiCall("GET", "/v1/models/fraud/production", "", nil)
@@ -228,6 +246,18 @@ func TestHTTPAPIEndToEnd(t *testing.T) {
 	h.mustAPI(200, "GET", "/v1/models/fraud/versions?stage=Archived&metric=accuracy%3E%3D0.95", "", nil, &list)
 	if len(list.Versions) != 1 || list.Versions[0].Version != 2 {
 		t.Fatalf("archived versions with accuracy >= 0.95: %+v", list.Versions)
+	}
+	// The tags `starter register --tag` gave, as the catalog keeps and the API filters them.
+	h.mustAPI(200, "GET", "/v1/models/fraud/versions?tag=team=risk&tag=attempt=2", "", nil, &list)
+	if len(list.Versions) != 1 || list.Versions[0].Version != 2 {
+		t.Fatalf("versions tagged team=risk and attempt=2: %+v", list.Versions)
+	}
+	h.mustAPI(200, "GET", "/v1/models/fraud/versions?tag=team", "", nil, &list)
+	if len(list.Versions) != 3 {
+		t.Fatalf("versions tagged team: %+v", list.Versions)
+	}
+	if cv, err := h.catalog.GetVersion(ctx, "fraud", 3); err != nil || !maps.Equal(cv.Tags, map[string]string{"team": "risk", "attempt": "3"}) {
+		t.Fatalf("v3's tags in the catalog: %v, %v", cv.Tags, err)
 	}
 
 	// What it all left in /metrics: the registry's own and the Temporal SDK's.

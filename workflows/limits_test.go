@@ -25,6 +25,13 @@ func TestRegisterRequestLimits(t *testing.T) {
 	good := map[string]func(r *RegisterRequest){
 		"inline files at the limit": func(r *RegisterRequest) { r.Source.Files = files(MaxInlineFiles) },
 		"listing":                   func(r *RegisterRequest) { r.Source.Files, r.Source.Listing = nil, listing },
+		"paths that differ other than in case": func(r *RegisterRequest) {
+			r.Source.Files = append(r.Source.Files, artifact.FileEntry{Path: "model.bin.sha256", Size: 1, SHA256: strings.Repeat("b", 64)},
+				artifact.FileEntry{Path: "Data/a", Size: 1, SHA256: strings.Repeat("c", 64)}, artifact.FileEntry{Path: "data/b", Size: 1, SHA256: strings.Repeat("d", 64)})
+		},
+		"tags": func(r *RegisterRequest) {
+			r.Tags = map[string]string{"team": "risk", "dataset": "tx-2026=q3", "a b": " padded value ", "é": ""}
+		},
 		"metrics at the limit": func(r *RegisterRequest) {
 			r.Metrics = map[string]float64{}
 			for i := range MaxMetrics {
@@ -65,8 +72,25 @@ func TestRegisterRequestLimits(t *testing.T) {
 				r.Params[fmt.Sprintf("p%d", i)] = strings.Repeat("x", 4000)
 			}
 		}, []string{"bytes as JSON", fmt.Sprint(MaxRequestBytes)}},
-		"files and listing": {func(r *RegisterRequest) { r.Source.Listing = listing }, []string{"exactly one of uri, files or listing"}},
-		"uri and listing":   {func(r *RegisterRequest) { r.Source = ArtifactSource{URI: "s3://b/p", Listing: listing} }, []string{"exactly one"}},
+		"paths that differ only in case": {func(r *RegisterRequest) {
+			r.Source.Files = append(r.Source.Files, artifact.FileEntry{Path: "Model.bin", Size: 1, SHA256: strings.Repeat("b", 64)})
+		}, []string{"source.files", `"model.bin"`, `"Model.bin"`, "case-insensitive"}},
+		"paths equal under Unicode case folding": {func(r *RegisterRequest) {
+			r.Source.Files = append(r.Source.Files, artifact.FileEntry{Path: "weights/STRASSE.bin", Size: 1, SHA256: strings.Repeat("b", 64)},
+				artifact.FileEntry{Path: "weights/straße.bin", Size: 1, SHA256: strings.Repeat("c", 64)})
+		}, []string{`"weights/STRASSE.bin"`, `"weights/straße.bin"`, "Unicode case folding"}},
+		"a file and a directory that differ only in case": {func(r *RegisterRequest) {
+			r.Source.Files = append(r.Source.Files, artifact.FileEntry{Path: "Config", Size: 1, SHA256: strings.Repeat("b", 64)},
+				artifact.FileEntry{Path: "config/params.yaml", Size: 1, SHA256: strings.Repeat("c", 64)})
+		}, []string{`"Config"`, `"config/params.yaml"`, "directory"}},
+		"tag key with '='":           {func(r *RegisterRequest) { r.Tags = map[string]string{"team=risk": "x"} }, []string{`tag "team=risk"`, "'='"}},
+		"tag key with a newline":     {func(r *RegisterRequest) { r.Tags = map[string]string{"team\n": "x"} }, []string{`tag "team\n"`, "control"}},
+		"tag key with a DEL":         {func(r *RegisterRequest) { r.Tags = map[string]string{"te\x7fam": "x"} }, []string{`tag "te\x7fam"`, "control"}},
+		"tag key with leading space": {func(r *RegisterRequest) { r.Tags = map[string]string{" team": "x"} }, []string{`tag " team"`, "white space"}},
+		"tag key with trailing NBSP": {func(r *RegisterRequest) { r.Tags = map[string]string{"team\u00a0": "x"} }, []string{`tag "team\u00a0"`, "white space"}},
+		"empty tag key":              {func(r *RegisterRequest) { r.Tags = map[string]string{"": "x"} }, []string{`tag ""`, "1-128 bytes"}},
+		"files and listing":          {func(r *RegisterRequest) { r.Source.Listing = listing }, []string{"exactly one of uri, files or listing"}},
+		"uri and listing":            {func(r *RegisterRequest) { r.Source = ArtifactSource{URI: "s3://b/p", Listing: listing} }, []string{"exactly one"}},
 		"listing bad digest": {func(r *RegisterRequest) {
 			r.Source = ArtifactSource{Listing: &artifact.ListingRef{SHA256: "xyz", Count: 2}}
 		}, []string{"source.listing", "sha256"}},

@@ -85,7 +85,7 @@ func TestModelMintsVersionsIdempotently(t *testing.T) {
 	env, c := newModelEnv(t, false)
 	keys := []string{"run-a", "run-b", "run-a", "run-c"}
 	results := make([]RegisterResult, len(keys))
-	var badName, noFiles *updateResult
+	var badName, noFiles, caseVariant, tagWithEquals *updateResult
 	env.RegisterDelayedCallback(func() {
 		for i, key := range keys {
 			env.UpdateWorkflow(UpdateRegister, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
@@ -100,12 +100,22 @@ func TestModelMintsVersionsIdempotently(t *testing.T) {
 		other := registerReq("run-e")
 		other.Source.Files = nil
 		noFiles = update(env, UpdateRegister, other)
+		// The validator refuses what a case-insensitive filesystem could not hold and a tag filter could
+		// not find; no version number is spent on either.
+		cased := registerReq("run-f")
+		cased.Source.Files = append(cased.Source.Files, artifact.FileEntry{Path: "Model.bin", Size: 3, SHA256: strings.Repeat("b", 64)})
+		caseVariant = update(env, UpdateRegister, cased)
+		tagged := registerReq("run-g")
+		tagged.Tags = map[string]string{"team=risk": "yes"}
+		tagWithEquals = update(env, UpdateRegister, tagged)
 	}, time.Second)
 	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 
 	require.ErrorContains(t, badName.rejected, "not a safe identifier")
 	require.ErrorContains(t, noFiles.rejected, "no artifacts")
+	require.ErrorContains(t, caseVariant.rejected, `paths "model.bin" and "Model.bin" differ only in case`)
+	require.ErrorContains(t, tagWithEquals.rejected, `tag "team=risk": keys may not contain '='`)
 	got := map[string]int{}
 	for i, key := range keys {
 		if v, ok := got[key]; ok {

@@ -13,7 +13,9 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/modelreg/modelreg/activities"
@@ -109,7 +111,7 @@ const (
 	// MaxMetrics and MaxParams bound the number of metrics and params.
 	MaxMetrics = 1000
 	MaxParams  = 1000
-	// MaxTags bounds tags; a tag's key is 1-128 bytes and its value at most 256.
+	// MaxTags bounds tags; a tag's key is 1-128 bytes and its value at most 256 (ValidateTags).
 	MaxTags = 64
 	// MaxRequestBytes bounds the whole request encoded as JSON.
 	MaxRequestBytes = 256 << 10
@@ -210,6 +212,15 @@ func (r RegisterRequest) Validate() error {
 				}
 			}
 		}
+		// Nor may two paths be one name on a case-insensitive filesystem (macOS, Windows), where pulling
+		// the version would overwrite one file with the other. A validator: tightening it is replay-safe.
+		paths := make([]string, len(r.Source.Files))
+		for i, f := range r.Source.Files {
+			paths[i] = f.Path
+		}
+		if err := names.CaseCollision(paths); err != nil {
+			return fmt.Errorf("source.files: %w", err)
+		}
 	}
 	// Last, so that a request refused for its size has no other problem to report first. Marshalling
 	// sorts map keys, so the figure is the same on every run.
@@ -238,15 +249,24 @@ func ValidateMetrics(m map[string]float64) error {
 	return nil
 }
 
-// ValidateTags reports the first tag that breaks the bounds, in key order.
+// ValidateTags reports the first tag that breaks the bounds, in key order. A key may not contain '='
+// (the API filters versions with tag=key=value, split at the first '='), control characters, or white
+// space at either end (invisible in every listing).
 func ValidateTags(t map[string]string) error {
 	if len(t) > MaxTags {
 		return fmt.Errorf("tags: %d tags, at most %d are allowed", len(t), MaxTags)
 	}
 	//workflowcheck:ignore
 	for _, k := range slices.Sorted(maps.Keys(t)) {
-		if k == "" || len(k) > 128 || len(t[k]) > 256 || !utf8.ValidString(k) || !utf8.ValidString(t[k]) {
+		switch {
+		case k == "" || len(k) > 128 || len(t[k]) > 256 || !utf8.ValidString(k) || !utf8.ValidString(t[k]):
 			return fmt.Errorf("tag %q: keys must be 1-128 bytes and values at most 256 bytes, both UTF-8", k)
+		case strings.Contains(k, "="):
+			return fmt.Errorf("tag %q: keys may not contain '=' (versions are filtered with tag=key=value)", k)
+		case strings.IndexFunc(k, unicode.IsControl) >= 0:
+			return fmt.Errorf("tag %q: keys may not contain control characters", k)
+		case strings.TrimSpace(k) != k:
+			return fmt.Errorf("tag %q: keys may not begin or end with white space", k)
 		}
 	}
 	return nil

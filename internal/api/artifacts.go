@@ -213,10 +213,19 @@ func (s *Server) planUpload(ctx context.Context, in *uploadPlanInput) (*uploadPl
 	}
 	blobs := []BlobPlan{}
 	sizes := map[string]int64{}
+	paths := make([]string, 0, len(in.Body.Files))
+	seen := make(map[string]bool, len(in.Body.Files))
 	for _, f := range in.Body.Files {
 		if _, err := names.CleanArtifactPath(f.Path); err != nil {
 			return nil, apiError(http.StatusBadRequest, "bad_file", err.Error())
 		}
+		// The files are (some of) one version's: what its registration would refuse, refuse before
+		// anything is uploaded.
+		if seen[f.Path] {
+			return nil, apiError(http.StatusBadRequest, "bad_file", fmt.Sprintf("path %q listed twice", f.Path))
+		}
+		seen[f.Path] = true
+		paths = append(paths, f.Path)
 		if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 || strings.ToLower(f.SHA256) != f.SHA256 {
 			return nil, apiError(http.StatusBadRequest, "bad_file", fmt.Sprintf("file %s: sha256 %q is not 64 lowercase hex digits", f.Path, f.SHA256))
 		}
@@ -234,6 +243,9 @@ func (s *Server) planUpload(ctx context.Context, in *uploadPlanInput) (*uploadPl
 		}
 		sizes[f.SHA256] = f.Size
 		blobs = append(blobs, BlobPlan{SHA256: f.SHA256, Size: f.Size})
+	}
+	if err := names.CaseCollision(paths); err != nil {
+		return nil, apiError(http.StatusBadRequest, "bad_file", err.Error())
 	}
 	// A round trip to the store per blob: a thousand of them one after the other would take seconds.
 	g, gctx := errgroup.WithContext(ctx)

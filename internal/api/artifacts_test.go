@@ -176,6 +176,15 @@ func TestUploadThroughAPIDirectoryStore(t *testing.T) {
 	f.want(f.do("POST", uploads, tokens["ci"], UploadPlanRequest{Files: []artifact.FileEntry{
 		{Path: "a", SHA256: known.SHA256, Size: 1}, {Path: "b", SHA256: known.SHA256, Size: 2}}}), 400, "bad_file")
 	f.want(f.do("POST", uploads, tokens["ci"], UploadPlanRequest{}), 400, "bad_file")
+	// Paths one version cannot hold: the same twice, or two that a case-insensitive filesystem takes for one.
+	f.want(f.do("POST", uploads, tokens["ci"], UploadPlanRequest{Files: []artifact.FileEntry{
+		{Path: "x", SHA256: known.SHA256, Size: known.Size}, {Path: "x", SHA256: hexSHA(config), Size: int64(len(config))}}}), 400, "bad_file")
+	r = f.do("POST", uploads, tokens["ci"], UploadPlanRequest{Files: []artifact.FileEntry{
+		{Path: "model/weights.bin", SHA256: hexSHA(weights), Size: int64(len(weights))}, {Path: "Model/Weights.bin", SHA256: hexSHA(config), Size: int64(len(config))}}})
+	f.want(r, 400, "bad_file")
+	if msg := string(r.body); !strings.Contains(msg, `paths \"model/weights.bin\" and \"Model/Weights.bin\" differ only in case`) {
+		t.Fatalf("plan of Model/Weights.bin and model/weights.bin refused with %s, want both paths named", msg)
+	}
 	f.want(f.do("POST", uploads, tokens["ci"], []byte(`{"files":[]}`)), 422, "invalid_request")
 	huge := []byte(`{"files":[{"path":"` + strings.Repeat("x", 2<<20) + `","size":1,"sha256":"` + known.SHA256 + `"}]}`)
 	f.want(f.do("POST", uploads, tokens["ci"], huge), 413, "body_too_large")

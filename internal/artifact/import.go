@@ -78,6 +78,15 @@ func ImportS3Prefix(ctx context.Context, src *s3.Client, uri string, dst Store, 
 	if len(objects) == 0 {
 		return nil, fmt.Errorf("import %s: no objects under this prefix: %w", uri, ErrNotFound)
 	}
+	// S3 keys are case-sensitive; a version's paths may not be (names.CaseCollisions). Listed in key
+	// order, so the answer is the same on every attempt.
+	paths := make([]string, len(objects))
+	for i, o := range objects {
+		paths[i] = o.path
+	}
+	if err := names.CaseCollision(paths); err != nil {
+		return nil, fmt.Errorf("import %s: %w", uri, err)
+	}
 
 	var done int64
 	entries := make([]FileEntry, 0, len(objects))

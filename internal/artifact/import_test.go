@@ -71,6 +71,8 @@ func TestImportS3Prefix(t *testing.T) {
 	put("runs/r1/", nil)                            // a console "folder" marker
 	put("runs/r10/not-included.bin", []byte("r10")) // shares the string prefix "runs/r1"
 	put(`runs/bad/weights\model.bin`, []byte("b"))
+	put("runs/cased/Model.bin", []byte("upper"))
+	put("runs/cased/model.bin", []byte("lower"))
 
 	dests := map[string]func(t *testing.T) Store{
 		"Dir": func(t *testing.T) Store { return newDirHarness(t) },
@@ -130,6 +132,7 @@ func TestImportS3Prefix(t *testing.T) {
 			{"s3://" + bucket + "/runs/nothing-here", true, "runs/nothing-here"},
 			{"s3://" + bucket + "/runs/r1/model.bin", true, "model.bin"}, // an object is not a prefix
 			{"s3://" + bucket + "/runs/bad", false, `runs/bad/weights\\model.bin`},
+			{"s3://" + bucket + "/runs/cased", false, `paths "Model.bin" and "model.bin" differ only in case`},
 			{"file:///tmp/x", false, "scheme"},
 		} {
 			tmp := t.TempDir()

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/modelreg/modelreg/internal/names"
 )
 
 // MaxListingFiles bounds the files of one version: the manifest built from them must stay readable
@@ -137,8 +139,8 @@ func ReadListing(ctx context.Context, s Store, ref ListingRef) ([]FileEntry, err
 	return files, nil
 }
 
-// validateFiles checks a list sorted by path the way a manifest's files are checked, so that a list
-// that passes becomes a manifest without surprises.
+// validateFiles checks a list sorted by path the way a manifest's files are checked when it is written
+// (case collisions included), so that a list that passes becomes a manifest without surprises.
 func validateFiles(files []FileEntry) error {
 	paths := make(map[string]bool, len(files))
 	for i, f := range files {
@@ -162,5 +164,5 @@ func validateFiles(files []FileEntry) error {
 			}
 		}
 	}
-	return nil
+	return names.CaseCollision(entryPaths(files))
 }

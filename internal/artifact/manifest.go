@@ -28,6 +28,11 @@ func EncodeManifest(m Manifest) ([]byte, error) {
 	if err := validateManifest(m); err != nil {
 		return nil, err
 	}
+	// Checked when a manifest is written, not when one is read: manifests written before this check
+	// stay readable (on a case-sensitive filesystem they pull as they always did).
+	if err := names.CaseCollision(entryPaths(m.Files)); err != nil {
+		return nil, fmt.Errorf("manifest of %s v%d: %w", m.Model, m.Version, err)
+	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode manifest of %s v%d: %w", m.Model, m.Version, err)
@@ -116,6 +121,14 @@ func validateManifest(m Manifest) error {
 		}
 	}
 	return nil
+}
+
+func entryPaths(files []FileEntry) []string {
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f.Path
+	}
+	return paths
 }
 
 func validateEntry(f FileEntry) error {

@@ -78,6 +78,8 @@ func TestEncodeManifestRejects(t *testing.T) {
 		"bad model":           func(m *Manifest) { m.Model = "Fraud Model" },
 		"zero version":        func(m *Manifest) { m.Version = 0 },
 		"other schemaVersion": func(m *Manifest) { m.SchemaVersion = 2 },
+		"case-variant paths":  func(m *Manifest) { m.Files[1].Path = "Weights/Model.bin" },
+		"case-variant dir":    func(m *Manifest) { m.Files[1].Path = "WEIGHTS" },
 	} {
 		m := testManifest()
 		edit(&m)
@@ -119,5 +121,32 @@ func TestDecodeManifestStrict(t *testing.T) {
 func TestManifestDigest(t *testing.T) {
 	if got, want := ManifestDigest(nil), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"; got != want {
 		t.Fatalf("ManifestDigest(nil) = %s, want %s", got, want)
+	}
+}
+
+// TestManifestCaseCollisions: a manifest whose paths a case-insensitive filesystem takes for one is not
+// written (the error names both), but one written before that rule still reads, so its version can
+// still be validated, checked and pulled where it always could.
+func TestManifestCaseCollisions(t *testing.T) {
+	m := testManifest()
+	m.Files = append(m.Files, FileEntry{Path: "Config.JSON", Size: 1, SHA256: strings.Repeat("2", 64)})
+	_, err := EncodeManifest(m)
+	if err == nil || !strings.Contains(err.Error(), `"Config.JSON"`) || !strings.Contains(err.Error(), `"config.json"`) || !strings.Contains(err.Error(), "fraud v7") {
+		t.Fatalf("EncodeManifest(Config.JSON and config.json) = %v, want an error naming both", err)
+	}
+	old := `{
+  "schemaVersion": 1,
+  "model": "fraud",
+  "version": 7,
+  "files": [
+    {"path": "Model.bin", "size": 1, "sha256": "` + strings.Repeat("1", 64) + `"},
+    {"path": "model.bin", "size": 1, "sha256": "` + strings.Repeat("2", 64) + `"}
+  ],
+  "createdAt": "2026-03-04T07:06:07Z"
+}
+`
+	got, err := DecodeManifest([]byte(old))
+	if err != nil || len(got.Files) != 2 {
+		t.Fatalf("DecodeManifest(a manifest written before the case rule) = %+v, %v", got, err)
 	}
 }

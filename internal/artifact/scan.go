@@ -24,8 +24,9 @@ const maxScanProblems = 20
 
 // ScanDir lists the regular files below root, sorted by Path, for uploading a training job's output.
 // Symlinks are followed only to regular files inside root; a symlink leaving root, a symlinked directory,
-// a dangling link, a device, socket or pipe, or a name CleanArtifactPath rejects is an error. It reports
-// every problem it finds (up to a limit), not only the first, so one run shows what to fix.
+// a dangling link, a device, socket or pipe, a name CleanArtifactPath rejects, or two names that differ
+// only in case (names.CaseCollisions: a case-insensitive filesystem holds one of them) is an error. It
+// reports every problem it finds (up to a limit), not only the first, so one run shows what to fix.
 func ScanDir(root string) ([]LocalFile, error) {
 	if root == "" {
 		return nil, fmt.Errorf("artifact directory path is empty")
@@ -118,17 +119,32 @@ func ScanDir(root string) ([]LocalFile, error) {
 		problem("%v", walkErr)
 	}
 	if len(problems) > 0 {
-		n := len(problems)
-		if n > maxScanProblems {
-			problems = append(problems[:maxScanProblems], fmt.Sprintf("… and %d more", n-maxScanProblems))
-		}
-		return nil, fmt.Errorf("artifact directory %s cannot be uploaded:\n  %s", root, strings.Join(problems, "\n  "))
+		return nil, scanProblems(root, problems)
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("artifact directory %s contains no regular files", root)
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	// A case-sensitive filesystem can hold both Model.bin and model.bin; a deployer's case-insensitive
+	// one cannot, and the registry refuses such a version: say so before anything is uploaded.
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f.Path
+	}
+	for _, c := range names.CaseCollisions(paths) {
+		problem("%v", c)
+	}
+	if len(problems) > 0 {
+		return nil, scanProblems(root, problems)
+	}
 	return files, nil
+}
+
+func scanProblems(root string, problems []string) error {
+	if n := len(problems); n > maxScanProblems {
+		problems = append(problems[:maxScanProblems], fmt.Sprintf("… and %d more", n-maxScanProblems))
+	}
+	return fmt.Errorf("artifact directory %s cannot be uploaded:\n  %s", root, strings.Join(problems, "\n  "))
 }
 
 func within(root, p string) bool {

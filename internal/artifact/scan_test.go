@@ -148,6 +148,26 @@ func TestScanDirErrors(t *testing.T) {
 		})
 	}
 
+	t.Run("paths differing only in case", func(t *testing.T) {
+		root := t.TempDir()
+		mkfile(t, root, "model.bin", "x")
+		mkfile(t, root, "Model.bin", "y")
+		if _, err := os.Stat(filepath.Join(root, "MODEL.BIN")); err == nil {
+			t.Skip("this filesystem is case-insensitive: it cannot hold both names")
+		}
+		mkfile(t, root, "cfg/a.yaml", "z")
+		mkfile(t, root, "CFG", "w")
+		_, err := ScanDir(root)
+		for _, want := range []string{
+			`paths "Model.bin" and "model.bin" differ only in case`,
+			`paths "CFG" and "cfg/a.yaml" collide on a case-insensitive filesystem`,
+		} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("ScanDir error = %v, want it to contain %q", err, want)
+			}
+		}
+	})
+
 	t.Run("reports every problem", func(t *testing.T) {
 		root := t.TempDir()
 		mkfile(t, root, "ok", "x")

@@ -1,6 +1,7 @@
 package names
 
 import (
+	"fmt"
 	"path"
 	"regexp"
 	"strconv"
@@ -188,4 +189,63 @@ func FuzzCleanArtifactPath(f *testing.F) {
 			t.Fatalf("CleanArtifactPath accepted %q, which escapes to %q", p, j)
 		}
 	})
+}
+
+func TestCaseCollisions(t *testing.T) {
+	collide := []struct {
+		a, b string
+		dir  string
+	}{
+		{"Model.bin", "model.bin", ""},
+		{"weights/MODEL.BIN", "weights/model.bin", ""},
+		{"Config/a.yaml", "config/a.yaml", ""},
+		{"straße.txt", "STRASSE.txt", ""}, // full folding: ß is ss
+		{"\u212a.bin", "k.bin", ""},       // KELVIN SIGN folds to k
+		{"λόγος", "ΛΌΓΟΣ", ""},            // Greek: final ς and Σ both fold to σ
+		{"ﬁle", "FILE", ""},               // the ligature ﬁ folds to fi
+		{"Data", "data/x.bin", "data"},    // a file where a directory must be
+		{"a/B", "a/b/c", "a/b"},           // the same, one level down
+		{"DATA", "data/sub/x", "data"},
+	}
+	for _, c := range collide {
+		got := CaseCollisions([]string{c.a, c.b})
+		if len(got) != 1 || got[0].A != c.a || got[0].B != c.b || got[0].Dir != c.dir {
+			t.Errorf("CaseCollisions(%q, %q) = %+v, want one collision of them (dir %q)", c.a, c.b, got, c.dir)
+			continue
+		}
+		// The message names both paths, so whoever registers sees which two to rename.
+		msg := got[0].Error()
+		if !strings.Contains(msg, strconv.Quote(c.a)) || !strings.Contains(msg, strconv.Quote(c.b)) || !strings.Contains(msg, "case-insensitive") {
+			t.Errorf("CaseCollisions(%q, %q) says %q, want both paths named", c.a, c.b, msg)
+		}
+		if err := CaseCollision([]string{c.a, c.b}); !IsCaseCollision(err) {
+			t.Errorf("CaseCollision(%q, %q) = %v", c.a, c.b, err)
+		}
+		if !IsCaseCollision(fmt.Errorf("wrapped: %w", got[0])) {
+			t.Errorf("IsCaseCollision does not see through wrapping")
+		}
+	}
+
+	distinct := [][]string{
+		{"model.bin", "model.bin.sha"},
+		{"Data/a", "data/b"}, // one directory on a case-insensitive filesystem, two different files
+		{"a", "a/b"},         // exact file/directory conflicts are the caller's to refuse
+		{"x", "x"},           // so are exact duplicates
+		{"é.txt", "e\u0301.txt"},
+		{"model.bin", "model.bın"}, // dotless ı does not fold to i
+	}
+	for _, ps := range distinct {
+		if got := CaseCollisions(ps); len(got) != 0 {
+			t.Errorf("CaseCollisions(%q) = %+v, want none", ps, got)
+		}
+		if err := CaseCollision(ps); err != nil {
+			t.Errorf("CaseCollision(%q) = %v, want nil", ps, err)
+		}
+	}
+
+	// Every collision is reported, in the order given.
+	got := CaseCollisions([]string{"A", "b", "a", "B", "x/y"})
+	if len(got) != 2 || got[0].A != "A" || got[0].B != "a" || got[1].A != "b" || got[1].B != "B" {
+		t.Errorf("CaseCollisions(A b a B) = %+v", got)
+	}
 }
