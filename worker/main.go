@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/modelreg/modelreg/activities"
 	"github.com/modelreg/modelreg/internal/api"
@@ -144,7 +143,8 @@ func run(logger *slog.Logger) error {
 		WebhookSecret: []byte(cfg.WebhookSecret),
 		Metrics:       reg,
 	}
-	w := newWorker(c, acts, worker.Options{})
+	cfg.Worker.Apply()
+	w := newWorker(c, acts, cfg.Worker.Options())
 	if err := w.Start(); err != nil {
 		return err
 	}

@@ -55,6 +55,8 @@ type Config struct {
 	ArtifactRoot string
 	S3           artifact.S3Config
 	SourceS3     artifact.S3Config // MODELREG_SOURCE_S3_*: where s3:// sources are read; default S3
+	// Worker is how much the worker runs at once (MODELREG_WORKER_*).
+	Worker WorkerTuning
 	// WebhookSecret (MODELREG_WEBHOOK_SECRET) signs every webhook and validation request; empty: unsigned.
 	WebhookSecret Secret
 	// MustExist makes OpenCatalog and OpenStore refuse a SQLite catalog file or a store directory that is
@@ -165,6 +167,7 @@ func variables() []string {
 			v = append(v, prefix+s)
 		}
 	}
+	v = append(v, workerVariables...)
 	return append(v, "MODELREG_WEBHOOK_SECRET", "MODELREG_PAYLOAD_KEY", "MODELREG_PAYLOAD_KEY_ID", "MODELREG_PAYLOAD_KEY_PREVIOUS")
 }
 
@@ -251,6 +254,9 @@ func fromEnv(e envconfig.EnvLookup) (Config, error) {
 	c.ArtifactRoot = def("MODELREG_ARTIFACT_ROOT", filepath.Join(c.DataDir, "artifacts"))
 	// Sources default to the store's endpoint and credentials, with any MODELREG_SOURCE_S3_* on top.
 	if c.SourceS3, err = c.S3.FromLookup("MODELREG_SOURCE_S3_", get); err != nil {
+		return c, err
+	}
+	if c.Worker, err = workerTuningFromEnv(get); err != nil {
 		return c, err
 	}
 	c.WebhookSecret = Secret(get("MODELREG_WEBHOOK_SECRET"))

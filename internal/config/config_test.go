@@ -227,3 +227,34 @@ func TestSetUpload(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkerTuningFromEnv(t *testing.T) {
+	env := map[string]string{"MODELREG_WORKER_MAX_CONCURRENT_ACTIVITIES": "50", "MODELREG_WORKER_WORKFLOW_POLLERS": " 4 ", "MODELREG_WORKER_STICKY_CACHE_SIZE": "2000"}
+	got, err := workerTuningFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != (WorkerTuning{MaxConcurrentActivities: 50, WorkflowPollers: 4, StickyCacheSize: 2000}) {
+		t.Fatalf("tuning %+v", got)
+	}
+	o := got.Options()
+	if o.MaxConcurrentActivityExecutionSize != 50 || o.MaxConcurrentWorkflowTaskPollers != 4 || o.MaxConcurrentActivityTaskPollers != 0 {
+		t.Fatalf("options %+v", o)
+	}
+	for name, bad := range map[string]string{
+		"MODELREG_WORKER_MAX_CONCURRENT_ACTIVITIES":     "0",
+		"MODELREG_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS": "1", // the SDK needs 2 for its sticky and normal queues
+		"MODELREG_WORKER_ACTIVITY_POLLERS":              "many",
+		"MODELREG_WORKER_STICKY_CACHE_SIZE":             "-5",
+	} {
+		_, err := workerTuningFromEnv(func(k string) string {
+			if k == name {
+				return bad
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%s: err %v, want one naming the variable", name, bad, err)
+		}
+	}
+}
