@@ -40,13 +40,27 @@ func (m Models) Total() int { return m.Count * m.Versions }
 
 // Seed inserts the groups into the migrated PostgreSQL catalog at dbURL and analyzes the tables, so
 // that the planner plans as it would for a catalog that grew to this size. A million versions take
-// about half a minute on two cores.
+// about ten seconds on two cores.
+//
+// The versions table's keys, foreign keys and indexes are dropped for the inserts and built again
+// after them, in the same transaction: building an index once over all rows is several times faster
+// than inserting each row into it. They are rebuilt from their definitions in the database, so the
+// schema after a seed is the migrations' whatever they become.
 func Seed(ctx context.Context, dbURL string, groups ...Models) error {
 	db, err := sql.Open("postgres", dbURL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	rebuild, err := dropVersionIndexes(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("catalogtest: %w", err)
+	}
 	for _, g := range groups {
 		if g.Count < 1 || g.Versions < 1 {
 			return fmt.Errorf("catalogtest: group %q: %d models of %d versions", g.Prefix, g.Count, g.Versions)
@@ -71,15 +85,99 @@ func Seed(ctx context.Context, dbURL string, groups ...Models) error {
 				WHERE name IN (SELECT %s || i FROM generate_series(1, %d) i)`, g.Versions, prefix, g.Count))
 		}
 		for _, q := range qs {
-			if _, err := db.ExecContext(ctx, q); err != nil {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return fmt.Errorf("catalogtest: seed %q: %w", g.Prefix, err)
 			}
 		}
+	}
+	for _, q := range rebuild {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("catalogtest: %s: %w", q, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
 	}
 	if _, err := db.ExecContext(ctx, `ANALYZE`); err != nil {
 		return fmt.Errorf("catalogtest: analyze: %w", err)
 	}
 	return nil
+}
+
+// dropVersionIndexes drops the versions table's primary key, unique constraints and indexes and every
+// foreign key from or to it, and returns the statements that create them again, in an order that
+// works: keys before the foreign keys that reference them. Checks stay: they cost little per row.
+func dropVersionIndexes(ctx context.Context, tx *sql.Tx) (rebuild []string, err error) {
+	type constraint struct{ table, name, def string }
+	var keys, fkeys []constraint
+	rows, err := tx.QueryContext(ctx, `SELECT conrelid::regclass::text, quote_ident(conname), contype, pg_get_constraintdef(oid)
+		FROM pg_constraint
+		WHERE (conrelid = 'versions'::regclass AND contype IN ('p', 'u', 'f')) OR (confrelid = 'versions'::regclass AND contype = 'f')
+		ORDER BY oid`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var c constraint
+		var typ string
+		if err := rows.Scan(&c.table, &c.name, &typ, &c.def); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if typ == "f" {
+			fkeys = append(fkeys, c)
+		} else {
+			keys = append(keys, c)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Indexes of their own, not those behind a key (dropped with it).
+	var indexes, defs []string
+	rows, err = tx.QueryContext(ctx, `SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+		FROM pg_index i
+		WHERE i.indrelid = 'versions'::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+		ORDER BY i.indexrelid`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var name, def string
+		if err := rows.Scan(&name, &def); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		indexes, defs = append(indexes, name), append(defs, def)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var drop []string
+	for _, c := range fkeys {
+		drop = append(drop, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", c.table, c.name))
+	}
+	for _, c := range keys {
+		drop = append(drop, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", c.table, c.name))
+	}
+	for _, name := range indexes {
+		drop = append(drop, "DROP INDEX "+name)
+	}
+	for _, q := range drop {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	for _, c := range keys {
+		rebuild = append(rebuild, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", c.table, c.name, c.def))
+	}
+	rebuild = append(rebuild, defs...)
+	for _, c := range fkeys {
+		rebuild = append(rebuild, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", c.table, c.name, c.def))
+	}
+	return rebuild, nil
 }
 
 // PutProductionManifests writes a manifest of three 1 MiB files (whose blobs are never written: a
