@@ -44,7 +44,7 @@ func read(e *Env, r *Report) {
 	e.logf("read: %d models of %d versions seeded in %s, their production manifests written in %s", models.Count, models.Versions,
 		t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 
-	api := e.startAPI(url)
+	worker, api := e.startAPI(url)
 	defer e.StopWorker()
 	base := rawServer(e, url, models.Versions)
 
@@ -69,6 +69,7 @@ func read(e *Env, r *Report) {
 		if err != nil {
 			e.T.Fatalf("read: baseline: %v", err)
 		}
+		worker.ResetPeak()
 		g, err := runLoad(regURLs, readConns, d)
 		if err != nil {
 			e.T.Fatalf("read: registry: %v", err)
@@ -79,6 +80,7 @@ func read(e *Env, r *Report) {
 		f.Base = append(f.Base, b.Rate)
 		f.Note("p99_ms", millis(g.P99))
 		f.Note("baseline_p99_ms", millis(b.P99))
+		f.Note("worker_peak_rss_mib", worker.PeakRSSMiB())
 	}
 	r.Add(f)
 }
@@ -100,8 +102,8 @@ func (e *Env) freshCatalog() (string, *catalog.Catalog) {
 }
 
 // startAPI starts the registry's worker on the catalog at dbURL with its HTTP API on a free port and
-// returns the API's base URL once it is ready.
-func (e *Env) startAPI(dbURL string) string {
+// returns it and the API's base URL once the API is ready.
+func (e *Env) startAPI(dbURL string) (*Process, string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(e.T))
 	p := e.StartWorker("MODELREG_DATABASE_URL="+dbURL, "MODELREG_HTTP_ADDR="+addr)
 	base := "http://" + addr
@@ -109,7 +111,7 @@ func (e *Env) startAPI(dbURL string) string {
 	for {
 		err := getOK(base + "/readyz")
 		if err == nil {
-			return base
+			return p, base
 		}
 		if time.Now().After(deadline) {
 			e.T.Fatalf("the worker's API at %s is not ready after 30 s: %v (log %s)", base, err, p.Log)

@@ -42,7 +42,7 @@ func scale(e *Env, r *Report) {
 	}
 	e.logf("scale: %d versions seeded and analyzed in %s", small.Total()+big.Total()+one.Total(), time.Since(t0).Round(time.Millisecond))
 
-	api := e.startAPI(dbURL)
+	_, api := e.startAPI(dbURL)
 	defer e.StopWorker()
 
 	bigName, smallName := big.Name(1), small.Name(1)
