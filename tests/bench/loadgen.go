@@ -24,8 +24,9 @@ type loadResult struct {
 //
 // It is in this process rather than wrk because wrk is not on every machine the benchmark runs on. It
 // costs more CPU per request than wrk, and the same whichever server it loads: where client and server
-// share a few cores, both rates are lower than wrk's and their ratio is closer to 1 (on two cores, wrk
-// measured the API at 6 times the primary-key handler where this measures 2 to 3 times).
+// share a few cores, both rates are lower than wrk's and their ratio is closer to 1 (on two cores
+// internal/api's BenchmarkProductionGET, with wrk, measures the API at 4 to 6 times a raw lookup; the
+// read suite, with this, at 2 to 3 times).
 func runLoad(urls []string, conns int, d time.Duration) (loadResult, error) {
 	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
