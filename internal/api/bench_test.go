@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,21 +14,18 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/lib/pq"
-
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
+	"github.com/modelreg/modelreg/internal/catalog/catalogtest"
 	"github.com/modelreg/modelreg/internal/testenv"
 )
 
-const (
-	benchModels      = 1000
-	benchVersions    = 100
-	benchConcurrency = 64
-)
+const benchConcurrency = 64
 
-// benchCatalog is a PostgreSQL catalog of 1,000 models of 100 versions each, the last one of each in
+// benchModels is the benchmark's catalog: 1,000 models of 100 versions each, the last one of each in
 // production with a manifest in a directory store.
+var benchModels = catalogtest.Models{Prefix: "model", Count: 1000, Versions: 100, Production: true}
+
 func benchCatalog(b *testing.B) (*catalog.Catalog, artifact.Store) {
 	b.Helper()
 	ctx := context.Background()
@@ -42,43 +38,15 @@ func benchCatalog(b *testing.B) (*catalog.Catalog, artifact.Store) {
 	if err := cat.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	db, err := sql.Open("postgres", strings.TrimPrefix(url, "postgres+"))
-	if err != nil {
+	if err := catalogtest.Seed(ctx, url, benchModels); err != nil {
 		b.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{
-		fmt.Sprintf(`INSERT INTO models (name, seq, created_at, updated_at, last_version)
-			SELECT 'model-' || i, 1, now(), now(), %d FROM generate_series(1, %d) i`, benchVersions, benchModels),
-		fmt.Sprintf(`INSERT INTO versions (model, version, stage, idempotency_key, workflow_id, metrics, params, tags, registered_by, seq, created_at, updated_at)
-			SELECT 'model-' || i, v, CASE WHEN v = %d THEN 'Production' ELSE 'Archived' END, 'key-' || v, 'model/model-' || i || '/v' || v,
-				'{"accuracy": 0.9, "auc": 0.95}', '{"lr": "0.01"}', '{"team": "risk"}', 'ci', 5, now(), now()
-			FROM generate_series(1, %d) i, generate_series(1, %d) v`, benchVersions, benchModels, benchVersions),
-		fmt.Sprintf(`UPDATE models SET production_version = %d`, benchVersions),
-		`ANALYZE`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			b.Fatalf("%s: %v", q, err)
-		}
 	}
 	store, err := artifact.NewDir(filepath.Join(b.TempDir(), "artifacts"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	files := make([]artifact.FileEntry, 3)
-	for i := range files {
-		files[i] = artifact.FileEntry{Path: fmt.Sprintf("part-%d.bin", i), Size: 1 << 20, SHA256: strings.Repeat(strconv.Itoa(i), 64)}
-	}
-	for i := 1; i <= benchModels; i++ {
-		m := fmt.Sprintf("model-%d", i)
-		uri, digest, err := store.PutManifest(ctx, artifact.Manifest{SchemaVersion: artifact.ManifestSchemaVersion, Model: m, Version: benchVersions,
-			Files: files, CreatedAt: time.Unix(1_800_000_000, 0).UTC()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := cat.SetManifest(ctx, m, benchVersions, uri, digest); err != nil {
-			b.Fatal(err)
-		}
+	if err := catalogtest.PutProductionManifests(ctx, cat, store, benchModels); err != nil {
+		b.Fatal(err)
 	}
 	return cat, store
 }
@@ -89,12 +57,12 @@ func waitWarm(b *testing.B, srv *Server) {
 	start := time.Now()
 	for {
 		n, loaded := srv.watch.warm()
-		if loaded && n == benchModels {
+		if loaded && n == benchModels.Count {
 			b.Logf("production views of %d models loaded in %s", n, time.Since(start).Round(time.Millisecond))
 			return
 		}
 		if time.Since(start) > time.Minute {
-			b.Fatalf("after a minute %d of %d production views are loaded", n, benchModels)
+			b.Fatalf("after a minute %d of %d production views are loaded", n, benchModels.Count)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -120,7 +88,7 @@ func BenchmarkProductionGET(b *testing.B) {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", srv.Handler())
 	mux.HandleFunc("GET /raw/{model}", func(w http.ResponseWriter, r *http.Request) {
-		v, err := cat.GetVersion(r.Context(), r.PathValue("model"), benchVersions)
+		v, err := cat.GetVersion(r.Context(), r.PathValue("model"), benchModels.Versions)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -138,7 +106,7 @@ local prefix = os.getenv("WRK_PREFIX")
 request = function()
   return wrk.format("GET", string.format(prefix, math.random(1, %d)))
 end
-`, benchModels)), 0o644); err != nil {
+`, benchModels.Count)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	run := func(prefix string) (rate, p99ms float64) {

@@ -42,7 +42,7 @@ type Options struct {
 }
 
 // allSuites in the order they run (and are reported).
-var allSuites = []string{"ingest", "orchestration", "read"}
+var allSuites = []string{"ingest", "orchestration", "read", "scale"}
 
 // suites maps a suite's name to its function; each adds its figures to the report.
 var suites = map[string]func(*Env, *Report){}
