@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/modelreg/modelreg/internal/testenv"
@@ -49,9 +50,7 @@ func TestBenchShort(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil || len(back.Figures) != len(rep.Figures) {
 		t.Fatalf("report does not read back: %v (%d figures)", err, len(back.Figures))
 	}
-	rep.WriteTable(testWriter{t})
+	var table strings.Builder
+	rep.WriteTable(&table)
+	t.Log("\n" + table.String())
 }
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
