@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,6 +42,45 @@ func TestForgedLifecycleMessagesRefused(t *testing.T) {
 		"--input", fmt.Sprintf(`{"schemaVersion":1,"version":%d}`, v2))
 	if err == nil || !strings.Contains(out, "unknown update") {
 		t.Fatalf("promote under its old name: err %v\n%s", err, out)
+	}
+	// An input over Temporal's 2 MB is refused. Such an update, accepted, would have its input written
+	// to the history, which Temporal answers by terminating the workflow; refused, the SDK still echoes
+	// the request in its answer, so the workflow task fails once (the CLI says so) and the workflow runs
+	// on. An input far over its request's size is refused with the sizes.
+	dir := t.TempDir()
+	huge, big := filepath.Join(dir, "huge.json"), filepath.Join(dir, "big.json")
+	for path, n := range map[string]int{huge: 2_100_000, big: 100 << 10} {
+		if err := os.WriteFile(path, []byte(fmt.Sprintf(`{"schemaVersion":1,"version":%d,"approver":"alice","reason":"%s"}`, v2, strings.Repeat("x", n))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runOf := func(id string) (runID, status string) {
+		var d struct {
+			WorkflowExecutionInfo struct {
+				Execution struct {
+					RunID string `json:"runId"`
+				} `json:"execution"`
+				Status string `json:"status"`
+			} `json:"workflowExecutionInfo"`
+		}
+		if err := json.Unmarshal([]byte(h.mustCLI("workflow", "describe", "--workflow-id", id, "-o", "json")), &d); err != nil {
+			t.Fatal(err)
+		}
+		return d.WorkflowExecutionInfo.Execution.RunID, d.WorkflowExecutionInfo.Status
+	}
+	for _, target := range []struct{ id, name string }{{"model/forge", "system:promote"}, {fmt.Sprintf("model/forge/v%d", v2), "approve"}} {
+		run, _ := runOf(target.id)
+		out, err := h.cli("workflow", "update", "execute", "--workflow-id", target.id, "--name", target.name, "--input-file", huge)
+		if err == nil {
+			t.Fatalf("2 MB %s to %s accepted:\n%s", target.name, target.id, out)
+		}
+		out, err = h.cli("workflow", "update", "execute", "--workflow-id", target.id, "--name", target.name, "--input-file", big)
+		if err == nil || !strings.Contains(out, "this request is at most 65536 bytes") {
+			t.Fatalf("100 KiB %s to %s: err %v\n%s", target.name, target.id, err, out)
+		}
+		if after, status := runOf(target.id); after != run || status != "WORKFLOW_EXECUTION_STATUS_RUNNING" {
+			t.Fatalf("%s after a 2 MB %s: run %s (was %s), %s", target.id, target.name, after, run, status)
+		}
 	}
 	// But an activity that a version's workflow scheduled under the old name before the upgrade, and that
 	// an upgraded worker runs, reaches the handler: it is checked (and refused here) like any promote.

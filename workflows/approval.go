@@ -66,18 +66,23 @@ func (w *versionWF) setDecisionHandlers(ctx workflow.Context) error {
 		for _, kind := range []string{UpdateApprove, UpdateReject} {
 			kind := kind
 			// Every decision reaches the handler, which checks it as the signal of the same name is
-			// checked and audits a refusal; the validator would refuse without a trace.
+			// checked and audits a refusal; the validator would refuse without a trace. Only a message
+			// too large to record is refused before (converter.go, checkMessageSize).
 			if err := workflow.SetUpdateHandlerWithOptions(ctx, kind,
 				func(ctx workflow.Context, raw RawPayload) (DecisionResult, error) {
 					return w.onDecisionUpdateV1(ctx, kind, raw)
 				},
-				workflow.UpdateHandlerOptions{Description: w.decisionDescription(kind, false)}); err != nil {
+				workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, raw RawPayload) error {
+					return checkRawMessage(raw, MaxSmallRequestBytes)
+				}, Description: w.decisionDescription(kind, false)}); err != nil {
 				return err
 			}
 		}
 		// As for decisions, every verdict reaches the handler, so that a refused one is audited too.
 		return workflow.SetUpdateHandlerWithOptions(ctx, UpdateVerdict, w.onVerdictV1,
-			workflow.UpdateHandlerOptions{Description: descVerdict})
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, raw RawPayload) error {
+				return checkRawMessage(raw, MaxSmallRequestBytes)
+			}, Description: descVerdict})
 	}
 	for _, kind := range []string{UpdateApprove, UpdateReject} {
 		kind := kind

@@ -5,6 +5,7 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/proto"
 )
 
 // RawPayload receives a signal undecoded. The SDK drops a signal whose payload does not decode into the
@@ -17,6 +18,10 @@ type RawPayload struct {
 	// a key id this worker does not have, or altered data); Encoding and Data are then the payload as
 	// received. The workflow refuses such a message with this reason.
 	DecodeError string
+	// MessageBytes and MessagePayloads are the size (as Temporal stores it) and the count of every
+	// payload of the message this one came in, so an update's validator can refuse a message that is too
+	// large, or that smuggles payloads its handler does not read, before Temporal records it.
+	MessageBytes, MessagePayloads int
 }
 
 // NewDataConverter returns the data converter that workers and clients of the registry use: the SDK's
@@ -70,6 +75,10 @@ func (c rawAwareConverter) FromPayloads(ps *commonpb.Payloads, valuePtrs ...any)
 	if ps == nil {
 		return nil
 	}
+	size := proto.Size(ps)
+	if err := checkMessageSize(size, len(ps.GetPayloads()), valuePtrs); err != nil {
+		return err
+	}
 	for i, p := range ps.GetPayloads() {
 		if i >= len(valuePtrs) {
 			break
@@ -77,6 +86,59 @@ func (c rawAwareConverter) FromPayloads(ps *commonpb.Payloads, valuePtrs ...any)
 		if err := c.FromPayload(p, valuePtrs[i]); err != nil {
 			return fmt.Errorf("payload item %d: %w", i, err)
 		}
+		if r, ok := valuePtrs[i].(*RawPayload); ok {
+			r.MessageBytes, r.MessagePayloads = size, len(ps.GetPayloads())
+		}
+	}
+	return nil
+}
+
+// Bounds of an update's whole input as Temporal stores it (docs/architecture.md, "Who can send what").
+// Temporal writes an accepted update's input into the workflow's history; an input over its 2 MB limit
+// fails the workflow task, and Temporal then terminates the workflow. Inputs that decode into a request
+// type of this package are therefore refused while they are decoded, which is before the update is
+// accepted and leaves nothing in the history: above the request's own bound, or with more payloads than
+// the handler takes (extra ones would be recorded without being read).
+const (
+	// MaxSmallRequestBytes bounds promote, rollback, redeliver, archive, restore and decisions.
+	MaxSmallRequestBytes = 64 << 10
+	// maxRegisterMessageBytes leaves room around MaxRequestBytes (which bounds the request re-encoded)
+	// for white space, field order and a payload codec's envelope, far below Temporal's 2 MB.
+	maxRegisterMessageBytes = 1 << 20
+)
+
+// checkMessageSize refuses a message decoded into a request type of this package that is larger than
+// that type allows or has payloads beyond the values it is decoded into. Other types (workflow inputs,
+// activity results, RawPayload, which validators check themselves) are not bounded here.
+func checkMessageSize(size, payloads int, valuePtrs []any) error {
+	limit := 0
+	for _, v := range valuePtrs {
+		switch v.(type) {
+		case *RegisterRequest:
+			limit = maxRegisterMessageBytes
+		case *PromoteRequest, *RollbackRequest, *RedeliverRequest, *ArchiveRequest, *Decision, *Verdict:
+			limit = MaxSmallRequestBytes
+		}
+	}
+	if limit == 0 {
+		return nil
+	}
+	if payloads > len(valuePtrs) {
+		return fmt.Errorf("the message has %d payloads; this handler takes %d", payloads, len(valuePtrs))
+	}
+	if size > limit {
+		return fmt.Errorf("the message is %d bytes; this request is at most %d bytes", size, limit)
+	}
+	return nil
+}
+
+// checkRawMessage is checkMessageSize for a handler that takes its input as a RawPayload.
+func checkRawMessage(raw RawPayload, limit int) error {
+	if raw.MessagePayloads > 1 {
+		return fmt.Errorf("the message has %d payloads; this handler takes 1", raw.MessagePayloads)
+	}
+	if raw.MessageBytes > limit {
+		return fmt.Errorf("the message is %d bytes; this request is at most %d bytes", raw.MessageBytes, limit)
 	}
 	return nil
 }

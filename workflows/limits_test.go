@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/modelreg/modelreg/internal/artifact"
+	"github.com/modelreg/modelreg/internal/catalog"
 )
 
 func TestRegisterRequestLimits(t *testing.T) {
@@ -113,6 +117,71 @@ func TestRegisterRequestLimits(t *testing.T) {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: Validate = %q, want it to mention %q", name, err, w)
 			}
+		}
+	}
+}
+
+// An update whose input Temporal could not record (over 2 MB it fails the workflow task, and Temporal
+// terminates the workflow) or that is far larger than its request is refused before it is accepted, by
+// the data converter as it decodes the input; so is one that smuggles payloads its handler never reads.
+func TestOversizedUpdatesRefusedBeforeAcceptance(t *testing.T) {
+	fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 1}, promotion: map[int]PromotionInfo{1: approved()}}
+	env := newModelEnvV1(t, fc)
+	type result struct{ accepted, rejected bool }
+	send := func(name string, args ...any) *result {
+		r := &result{}
+		env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+			OnAccept:   func() { r.accepted = true },
+			OnReject:   func(err error) { r.rejected = true; t.Logf("%s refused: %v", name, err) },
+			OnComplete: func(any, error) {},
+		}, args...)
+		return r
+	}
+	var big, junk, twoArgs, fine, bigRegister *result
+	env.RegisterDelayedCallback(func() {
+		big = send(UpdatePromote, map[string]any{"schemaVersion": 1, "version": 1, "reason": strings.Repeat("x", 2<<20)})
+		junk = send(UpdatePromote, map[string]any{"schemaVersion": 1, "version": 1, "junk": strings.Repeat("x", 100<<10)})
+		twoArgs = send(UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 1}, strings.Repeat("y", 100<<10))
+		bigRegister = send(UpdateRegister, map[string]any{"schemaVersion": 1, "model": "fraud", "idempotencyKey": "k",
+			"source": map[string]any{"files": []any{}}, "padding": strings.Repeat("z", 1<<20)})
+		fine = send(UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 1, Reason: strings.Repeat("r", MaxReasonBytes)})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, time.Hour)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+	for name, r := range map[string]*result{"2 MB reason": big, "100 KiB unknown field": junk, "second payload": twoArgs, "1 MiB register": bigRegister} {
+		if !r.rejected || r.accepted {
+			t.Errorf("%s: accepted %v, rejected %v; want refused before acceptance", name, r.accepted, r.rejected)
+		}
+	}
+	if !fine.accepted {
+		t.Errorf("a promote at its fields' limits was not accepted")
+	}
+
+	// Decisions and verdicts arrive as RawPayload (their handlers audit what they refuse); their
+	// validators refuse the same way from the sizes the converter records.
+	dc := NewDataConverter()
+	for _, tc := range []struct {
+		name string
+		args []any
+		ok   bool
+	}{
+		{"decision", []any{Decision{Approver: "alice"}}, true},
+		{"70 KiB comment", []any{map[string]any{"approver": "alice", "comment": strings.Repeat("c", 70<<10)}}, false},
+		{"second payload", []any{Decision{Approver: "alice"}, "x"}, false},
+	} {
+		ps, err := dc.ToPayloads(tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw RawPayload
+		if err := dc.FromPayloads(ps, &raw); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkRawMessage(raw, MaxSmallRequestBytes); (err == nil) != tc.ok {
+			t.Errorf("%s: checkRawMessage = %v", tc.name, err)
 		}
 	}
 }
