@@ -763,11 +763,11 @@ func testValidateIntegrity(t *testing.T, h *harness) {
 	wantPassed(t, validate(t, h, 1, nil), "integrity")
 }
 
-// testValidateAttestedOrRehashed: on S3, validation believes the store's own SHA-256 checksum instead of
-// reading every byte back, and the policy's rehashArtifacts reads them back. What that trades: a blob
-// replaced by hand with other bytes and no checksum, or with the checksum of its own bytes, is still
-// caught by default; one replaced by somebody who forges a composite checksum and the address beside it
-// (which takes the store's credentials) is caught only by a re-hash.
+// testValidateAttestedOrRehashed: on S3, validation believes the store's own full-object SHA-256
+// checksum instead of reading every byte back, and the policy's rehashArtifacts reads them back. A blob
+// replaced by hand is caught either way: with no checksum, with the checksum of its own bytes, or as a
+// multipart object whose composite checksum is genuine and the address copied into its metadata (which
+// S3 cannot attest, so it is re-hashed).
 func testValidateAttestedOrRehashed(t *testing.T, h *harness) {
 	weights := randomBytes(t, 70_000)
 	registered(t, h, 1, nil, map[string][]byte{"model.bin": weights, "config/params.json": []byte("{}")})
@@ -796,7 +796,7 @@ func testValidateAttestedOrRehashed(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	wantFailed(t, validate(t, h, 1, nil), map[string]string{"integrity": "model.bin"})
-	// A forged composite checksum with the address beside it: attested, unless the policy re-hashes.
+	// A multipart object of other bytes with the address in its metadata: not attested, so re-hashed.
 	up, err := s3store.Client().CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(s3store.Bucket()), Key: &key,
 		ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256, Metadata: map[string]string{"sha256": sum}})
 	if err != nil {
@@ -811,10 +811,9 @@ func testValidateAttestedOrRehashed(t *testing.T, h *harness) {
 		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: []s3types.CompletedPart{{PartNumber: aws.Int32(1), ETag: part.ETag, ChecksumSHA256: part.ChecksumSHA256}}}}); err != nil {
 		t.Fatal(err)
 	}
-	wantPassed(t, validate(t, h, 1, nil), "integrity")
+	wantFailed(t, validate(t, h, 1, nil), map[string]string{"integrity": "model.bin"})
 	setPolicy(t, h, catalog.Policy{RehashArtifacts: true})
-	rep = validate(t, h, 1, nil)
-	wantFailed(t, rep, map[string]string{"integrity": "model.bin"})
+	wantFailed(t, validate(t, h, 1, nil), map[string]string{"integrity": "model.bin"})
 	h.overwriteBlob(t, sum, weights)
 	rep = validate(t, h, 1, nil)
 	wantPassed(t, rep, "integrity")

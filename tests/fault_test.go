@@ -56,7 +56,7 @@ func newFaultHarness(t *testing.T) *faultHarness {
 
 	ctx := context.Background()
 	cfg := artifact.S3Config{Bucket: h.bucket, Endpoint: h.s3.Endpoint, Region: h.s3.Region,
-		AccessKeyID: h.s3.AccessKey, SecretAccessKey: h.s3.SecretKey, PathStyle: true, PartSize: 5 << 20}
+		AccessKeyID: h.s3.AccessKey, SecretAccessKey: h.s3.SecretKey, PathStyle: true, PartSize: 5 << 20, MultipartThreshold: -1}
 	st, err := artifact.NewS3(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

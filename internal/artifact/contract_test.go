@@ -542,7 +542,7 @@ var bucketSeq atomic.Int64
 
 func newS3Harness(t testing.TB, srv testenv.S3Server, prefix string) *s3Harness {
 	t.Helper()
-	return newS3HarnessCfg(t, srv, S3Config{Prefix: prefix, PartSize: 5 << 20, Concurrency: 3})
+	return newS3HarnessCfg(t, srv, S3Config{Prefix: prefix, PartSize: 5 << 20, MultipartThreshold: -1, Concurrency: 3})
 }
 
 func newS3HarnessCfg(t testing.TB, srv testenv.S3Server, cfg S3Config) *s3Harness {
@@ -610,7 +610,7 @@ func (h *s3Harness) overwriteBlob(t *testing.T, sum string, data []byte) {
 func TestS3PutFileMemoryBounded(t *testing.T) {
 	srv := testenv.S3(t)
 	const partSize, size = 8 << 20, 96 << 20
-	s := newS3HarnessCfg(t, srv, S3Config{PartSize: partSize, Concurrency: 4})
+	s := newS3HarnessCfg(t, srv, S3Config{PartSize: partSize, MultipartThreshold: -1, Concurrency: 4})
 	path := writeTemp(t, randomBytes(size, 7))
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -668,7 +668,7 @@ func BenchmarkPutFile(b *testing.B) {
 	})
 	b.Run("S3", func(b *testing.B) {
 		srv := testenv.S3(b)
-		s := newS3HarnessCfg(b, srv, S3Config{PartSize: 16 << 20, Concurrency: 4})
+		s := newS3HarnessCfg(b, srv, S3Config{PartSize: 16 << 20, MultipartThreshold: -1, Concurrency: 4})
 		run(b, s, func(sum string) {
 			key := s.blobKey(sum)
 			if _, err := s.Client().DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(s.Bucket()), Key: &key}); err != nil {

@@ -70,7 +70,7 @@ func BenchmarkS3PartSize(b *testing.B) {
 	// The baseline goes through PutFile too, so the ratio measures the parameters alone and not a second
 	// upload path (the SDK's upload manager, measured here until it was deprecated, has these defaults).
 	b.Run("sdk-defaults", func(b *testing.B) {
-		s := newS3HarnessCfg(b, srv, S3Config{PartSize: 5 << 20, Concurrency: 5})
+		s := newS3HarnessCfg(b, srv, S3Config{PartSize: 5 << 20, MultipartThreshold: -1, Concurrency: 5})
 		measure(b, s.S3, true, func() (string, error) {
 			e, err := s.PutFile(ctx, path, nil)
 			return e.SHA256, err
@@ -79,7 +79,7 @@ func BenchmarkS3PartSize(b *testing.B) {
 	for _, ps := range []int64{5 << 20, 16 << 20, 64 << 20, 128 << 20} {
 		for _, c := range []int{2, 4, 8} {
 			b.Run(fmt.Sprintf("part-%dMiB/concurrency-%d", ps>>20, c), func(b *testing.B) {
-				s := newS3HarnessCfg(b, srv, S3Config{PartSize: ps, Concurrency: c})
+				s := newS3HarnessCfg(b, srv, S3Config{PartSize: ps, MultipartThreshold: -1, Concurrency: c})
 				measure(b, s.S3, false, func() (string, error) {
 					e, err := s.PutFile(ctx, path, nil)
 					return e.SHA256, err

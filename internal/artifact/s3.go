@@ -41,6 +41,11 @@ type S3Config struct {
 	SecretAccessKey string
 	PathStyle       bool
 	PartSize        int64 // multipart part size in bytes; 0 = DefaultPartSize; 5 MiB to 5 GiB
+	// MultipartThreshold is the size above which a file goes up in parts; 0 = DefaultMultipartThreshold,
+	// negative: every file larger than one part.
+	// A file sent in one PUT carries its SHA-256 as S3's full-object checksum, which lets validation
+	// believe the store instead of reading the file back; S3 has no such checksum for a multipart object.
+	MultipartThreshold int64
 	Concurrency     int   // parts uploaded in parallel; 0 = DefaultConcurrency
 	// MaxAttempts and MaxBackoff configure the SDK's retryer for transient errors (connection refused,
 	// 5xx, throttling): attempts per request, and the cap on the jittered exponential wait between them.
@@ -90,7 +95,7 @@ func (c S3Config) FromEnvPrefix(prefix string) (S3Config, error) {
 // S3EnvSuffixes are the suffixes of every variable FromLookup reads under its prefix, so that a list of
 // the registry's variables can be built from them instead of being kept by hand.
 var S3EnvSuffixes = []string{"BUCKET", "PREFIX", "ENDPOINT", "PUBLIC_ENDPOINT", "REGION", "ACCESS_KEY_ID",
-	"SECRET_ACCESS_KEY", "PART_SIZE_MIB", "CONCURRENCY", "MAX_ATTEMPTS", "PATH_STYLE"}
+	"SECRET_ACCESS_KEY", "PART_SIZE_MIB", "MULTIPART_THRESHOLD_MIB", "CONCURRENCY", "MAX_ATTEMPTS", "PATH_STYLE"}
 
 // FromLookup is FromEnvPrefix reading the variables through getenv instead of the process environment.
 func (c S3Config) FromLookup(prefix string, getenv func(string) string) (S3Config, error) {
@@ -112,6 +117,16 @@ func (c S3Config) FromLookup(prefix string, getenv func(string) string) (S3Confi
 			return c, fmt.Errorf("%sPART_SIZE_MIB=%q: want a whole number of MiB from %d to %d", prefix, v, MinPartSize>>20, MaxPartSize>>20)
 		}
 		c.PartSize = n << 20
+	}
+	if v := getenv(prefix + "MULTIPART_THRESHOLD_MIB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || n > MaxSinglePut>>20 {
+			return c, fmt.Errorf("%sMULTIPART_THRESHOLD_MIB=%q: want a whole number of MiB from 0 to %d (S3's largest single PUT)", prefix, v, int64(MaxSinglePut>>20))
+		}
+		c.MultipartThreshold = n << 20
+		if n == 0 {
+			c.MultipartThreshold = -1 // every file larger than one part goes up in parts
+		}
 	}
 	if v := getenv(prefix + "CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -109,7 +109,7 @@ func TestS3PutFileCancelledAbortsUpload(t *testing.T) {
 func TestS3ChangedSourceNeverDeletesStoredBlob(t *testing.T) {
 	srv := testenv.S3(t)
 	const part = 5 << 20
-	h := newS3HarnessCfg(t, srv, S3Config{PartSize: part, Concurrency: 1})
+	h := newS3HarnessCfg(t, srv, S3Config{PartSize: part, MultipartThreshold: -1, Concurrency: 1})
 	content := randomBytes(2*part+1<<20, 12)
 	path := writeTemp(t, content)
 	size := int64(len(content))
@@ -143,7 +143,7 @@ func TestS3ChangedSourceNeverDeletesStoredBlob(t *testing.T) {
 func TestS3DedupAcrossPartSizes(t *testing.T) {
 	srv := testenv.S3(t)
 	ctx := context.Background()
-	a := newS3HarnessCfg(t, srv, S3Config{PartSize: 5 << 20, Concurrency: 2})
+	a := newS3HarnessCfg(t, srv, S3Config{PartSize: 5 << 20, MultipartThreshold: -1, Concurrency: 2})
 	cfg := a.cfg
 	cfg.PartSize = 6 << 20
 	b, err := NewS3(ctx, cfg)

@@ -88,7 +88,14 @@ func TestS3ConfigUploadSettingsFromEnv(t *testing.T) {
 
 // A file too large for 10,000 parts of the configured size is cut into larger parts.
 func TestPartPlan(t *testing.T) {
-	s := &S3{cfg: S3Config{PartSize: 5 << 20}}
+	// Up to the multipart threshold (by default S3's largest PUT) a file is one part.
+	if got := (&S3{cfg: S3Config{PartSize: 5 << 20}}).partPlan(1 << 30); got != 1<<30 {
+		t.Fatalf("partPlan(1 GiB) under the default threshold = %d, want one part", got)
+	}
+	if got := (&S3{cfg: S3Config{PartSize: 5 << 20, MultipartThreshold: 100 << 20}}).partPlan(1 << 30); got != 5<<20 {
+		t.Fatalf("partPlan(1 GiB) over a 100 MiB threshold = %d, want 5 MiB parts", got)
+	}
+	s := &S3{cfg: S3Config{PartSize: 5 << 20, MultipartThreshold: -1}}
 	if got := s.partPlan(5 << 30); got != 5<<20 {
 		t.Fatalf("partPlan(5 GiB) with 5 MiB parts = %d", got)
 	}
@@ -97,7 +104,7 @@ func TestPartPlan(t *testing.T) {
 	if n := (big + ps - 1) / ps; n > 10_000 || ps%(1<<20) != 0 {
 		t.Fatalf("partPlan(100 GiB) = %d bytes: %d parts", ps, n)
 	}
-	if got := (&S3{}).partPlan(1 << 30); got != DefaultPartSize {
+	if got := (&S3{}).partPlan(6 << 30); got != DefaultPartSize {
 		t.Fatalf("partPlan with no part size = %d, want DefaultPartSize", got)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -88,13 +87,12 @@ type Attester interface {
 	AttestBlob(ctx context.Context, e FileEntry) (bool, error)
 }
 
-// AttestBlob implements Attester with HasBlob's proof: the whole object's SHA-256 checksum equals the
-// address, or the composite checksum of its parts (each checked by the server against digests taken in
-// the read that produced the address) is recorded beside the address.
+// AttestBlob implements Attester with HasBlob's proof.
 func (s *S3) AttestBlob(ctx context.Context, e FileEntry) (bool, error) { return s.HasBlob(ctx, e) }
 
-// HasBlob implements Transfer. A directory has no checksum to consult: a regular file of the right
-// size counts, since blobs only ever reach their address by rename after their bytes were verified.
+// HasBlob implements Transfer. A directory has no checksum of its own, and a file at a blob's address
+// may have been replaced on disk since it got there: the file is hashed, as PutFile does before it
+// skips one, so that a replaced blob is uploaded again rather than reported present.
 func (d *Dir) HasBlob(ctx context.Context, e FileEntry) (bool, error) {
 	if err := checkEntryShape(e); err != nil {
 		return false, err
@@ -106,7 +104,17 @@ func (d *Dir) HasBlob(ctx context.Context, e FileEntry) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("blob %s: %w", e.SHA256, err)
 	}
-	return fi.Mode().IsRegular() && fi.Size() == e.Size, nil
+	if !fi.Mode().IsRegular() || fi.Size() != e.Size {
+		return false, nil
+	}
+	switch err := d.VerifyBlob(ctx, e, nil); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // WriteBlob implements Transfer: the bytes are staged in tmp/ while they are hashed and renamed into
@@ -174,10 +182,12 @@ func sha256Base64(hexSum string) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// HasBlob implements Transfer. An object counts when S3's own checksum says it holds the bytes: the
-// whole object's SHA-256, or for one uploaded in parts (by PutFile, whose parts the server checked
-// against digests of the same read that produced the address) the composite checksum with the address
-// recorded beside it. An object without a checksum proves nothing and is uploaded again.
+// HasBlob implements Transfer. An object counts only when S3's full-object SHA-256 checksum, which the
+// server computed from the bytes it stored, is the address. A multipart object's composite checksum does
+// not count: it proves the parts are what their uploader hashed, not that they hash to the address (an
+// adversarial review replaced a blob by a multipart upload of other bytes with the address copied into
+// its metadata). Such an object, or one without a checksum, is re-hashed by validation and uploaded again
+// through the API.
 func (s *S3) HasBlob(ctx context.Context, e FileEntry) (bool, error) {
 	if err := checkEntryShape(e); err != nil {
 		return false, err
@@ -193,11 +203,7 @@ func (s *S3) HasBlob(ctx context.Context, e FileEntry) (bool, error) {
 	if aws.ToInt64(head.ContentLength) != e.Size {
 		return false, nil
 	}
-	got := aws.ToString(head.ChecksumSHA256)
-	if got == sha256Base64(e.SHA256) {
-		return true, nil
-	}
-	return strings.Contains(got, "-") && head.Metadata["sha256"] == e.SHA256, nil
+	return aws.ToString(head.ChecksumSHA256) == sha256Base64(e.SHA256), nil
 }
 
 // WriteBlob implements Transfer. The SHA-256 goes with the request, so the server refuses bytes that

@@ -47,8 +47,22 @@ const abortTimeout = 10 * time.Second
 // comparison fail, and the blob is uploaded again.
 const metaPartSize = "part-size"
 
-// partPlan is how a file of a given size is cut into parts.
+// DefaultMultipartThreshold sends every file S3 takes in one PUT that way: on the tests' S3 server one
+// PUT of 512 MiB was about 10 % faster than 64 MiB parts × 4, and only a single PUT gives the object a
+// full-object SHA-256 checksum the registry can believe (README, "Integrity"). Over a long link to S3,
+// where parallel parts beat one stream, set MODELREG_S3_MULTIPART_THRESHOLD_MIB lower.
+const DefaultMultipartThreshold = MaxSinglePut
+
+// partPlan is how a file of a given size is cut into parts: one part (a single PUT) up to the multipart
+// threshold.
 func (s *S3) partPlan(size int64) int64 {
+	threshold := s.cfg.MultipartThreshold
+	if threshold == 0 {
+		threshold = DefaultMultipartThreshold
+	}
+	if size <= threshold {
+		return max(size, MinPartSize)
+	}
 	ps := s.cfg.PartSize
 	if ps == 0 {
 		ps = DefaultPartSize
