@@ -55,6 +55,8 @@ func TestRegisterRequestLimits(t *testing.T) {
 		mod  func(r *RegisterRequest)
 		want []string
 	}{
+		"a NUL in a tag value": {func(r *RegisterRequest) { r.Tags = map[string]string{"k": "v\x00"} }, []string{"NUL character"}},
+		"a NUL in a param":     {func(r *RegisterRequest) { r.Params = map[string]string{"lr\x00": "1"} }, []string{"NUL character"}},
 		"too many inline files": {func(r *RegisterRequest) { r.Source.Files = files(MaxInlineFiles + 1) },
 			[]string{"1001 files listed inline", "at most 1000", "source.listing"}},
 		"20,001 inline files": {func(r *RegisterRequest) { r.Source.Files = files(20_001) }, []string{"20001 files listed inline"}},

@@ -5,6 +5,7 @@
 package workflows
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -230,6 +231,11 @@ func (r RegisterRequest) Validate() error {
 	}
 	if len(b) > MaxRequestBytes {
 		return fmt.Errorf("request is %d bytes as JSON, at most %d are allowed (long params, metrics or paths; many files go in source.listing)", len(b), MaxRequestBytes)
+	}
+	// PostgreSQL stores no NUL in text or jsonb: accepted, such a request failed its catalog write for
+	// as long as that was retried, as if the catalog were down.
+	if bytes.Contains(b, []byte(`\u0000`)) {
+		return errors.New("request contains a NUL character (U+0000) in a tag, param, metric name, source run or registrant, which the catalog cannot store")
 	}
 	return nil
 }
