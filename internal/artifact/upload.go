@@ -126,7 +126,16 @@ func hashFileParts(ctx context.Context, f *os.File, partSize int64, progress Pro
 		buf *[]byte
 		n   int
 	}
-	const inFlight = 4
+	// A file of one part has one hasher and needs one buffer: the starter hashes 8 files at once, and
+	// 4 MiB each for nothing put it over 64 MiB of memory for a version of many files.
+	multipart := true
+	if fi, err := f.Stat(); err == nil && fi.Size() <= partSize {
+		multipart = false
+	}
+	inFlight := 1
+	if multipart {
+		inFlight = 4
+	}
 	var (
 		parts   chan chunk
 		free    = make(chan *[]byte, inFlight)
@@ -156,7 +165,7 @@ func hashFileParts(ctx context.Context, f *os.File, partSize int64, progress Pro
 			}
 		}
 	}
-	if fi, err := f.Stat(); err != nil || fi.Size() > partSize {
+	if multipart {
 		parts = make(chan chunk, inFlight)
 		go func() {
 			for c := range parts {
