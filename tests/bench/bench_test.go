@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"encoding/xml"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,6 +52,25 @@ func TestBenchShort(t *testing.T) {
 	var back Report
 	if err := json.Unmarshal(b, &back); err != nil || len(back.Figures) != len(rep.Figures) {
 		t.Fatalf("report does not read back: %v (%d figures)", err, len(back.Figures))
+	}
+	// The plots of the report are well-formed SVG.
+	plots, err := writePlots(&back, t.TempDir())
+	if err != nil || len(plots) != 2 {
+		t.Fatalf("plots %v: %v", plots, err)
+	}
+	for _, p := range plots {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := xml.NewDecoder(bytes.NewReader(b))
+		for {
+			if _, err := d.Token(); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("%s is not well-formed: %v", p, err)
+			}
+		}
 	}
 	var table strings.Builder
 	rep.WriteTable(&table)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,7 +47,7 @@ func ingest(e *Env, r *Report) {
 	writeRandomFiles(e, many, parts)
 	worker := e.StartWorker()
 
-	best := sweep(e, ctx, filepath.Join(one, "f0000.bin"), size)
+	best := sweep(e, r, ctx, filepath.Join(one, "f0000.bin"), size)
 	baseline := fmt.Sprintf("%s, %d MiB parts × %d (the fastest of the sweep)", best.name, best.partSize>>20, best.concurrency)
 	fOne := &Figure{Suite: "ingest", Name: fmt.Sprintf("%s as 1 file to PendingApproval", sizeName(size)), Unit: "MiB/s",
 		Baseline: baseline, Target: 0.9, Limits: map[string]float64{"starter_rss_mib": 64, "worker_rss_mib": 64}}
@@ -81,6 +83,28 @@ func ingest(e *Env, r *Report) {
 	r.Add(fOne)
 	r.Add(fMany)
 	r.Add(fAgain)
+
+	// The rate against the artifact's size, for docs/benchmarks.md's plot: smaller sizes once each, the
+	// full size from the rounds above.
+	var curve []CurvePoint
+	for _, n := range []int64{size / 16, size / 4} {
+		if n < 8<<20 {
+			continue
+		}
+		dir := filepath.Join(e.Dir, fmt.Sprintf("ingest-curve-%d", n>>20))
+		writeRandomFiles(e, dir, []int64{n})
+		restamp(e, dir, 1000+int(n>>20))
+		m := float64(n) / (1 << 20)
+		t := baselineUpload(e, ctx, best, dir, fmt.Sprintf("baseline/curve/%d", n>>20))
+		el := register(e, ctx, worker, &Figure{}, fmt.Sprintf("ingest-curve-%d", n>>20), dir)
+		curve = append(curve, CurvePoint{X: m, Registry: m / el.Seconds(), Baseline: m / t.Seconds()})
+		os.RemoveAll(dir)
+	}
+	curve = append(curve, CurvePoint{X: mib, Registry: fOne.Median, Baseline: fOne.BaseMedian})
+	if r.Curves == nil {
+		r.Curves = map[string][]CurvePoint{}
+	}
+	r.Curves["ingest_one_file_mib_per_s"] = curve
 }
 
 // register runs the starter as a training job does and returns its time to PendingApproval, noting the
@@ -101,7 +125,7 @@ func register(e *Env, ctx context.Context, worker *Process, f *Figure, model, di
 }
 
 // sweep uploads the file with each manager, part size and concurrency once and returns the fastest.
-func sweep(e *Env, ctx context.Context, path string, size int64) uploader {
+func sweep(e *Env, r *Report, ctx context.Context, path string, size int64) uploader {
 	var sizes []int64
 	var concs []int
 	if e.Opts.Short {
@@ -137,9 +161,7 @@ func sweep(e *Env, ctx context.Context, path string, size int64) uploader {
 			}})
 		}
 	}
-	var best uploader
-	bestRate := 0.0
-	for i, u := range all {
+	measure := func(i int, u uploader) float64 {
 		key := fmt.Sprintf("sweep/%d", i)
 		t0 := time.Now()
 		if err := u.put(ctx, key, path); err != nil {
@@ -148,8 +170,25 @@ func sweep(e *Env, ctx context.Context, path string, size int64) uploader {
 		rate := float64(size) / (1 << 20) / time.Since(t0).Seconds()
 		e.logf("sweep %s %d MiB × %d: %.0f MiB/s", u.name, u.partSize>>20, u.concurrency, rate)
 		deleteObject(e, ctx, key)
-		if rate > bestRate {
-			best, bestRate = u, rate
+		return rate
+	}
+	rates := make([]float64, len(all))
+	for i, u := range all {
+		rates[i] = measure(i, u)
+		r.Sweep = append(r.Sweep, SweepPoint{Manager: u.name, PartMiB: u.partSize >> 20, Concurrency: u.concurrency, MiBps: rates[i]})
+	}
+	// One upload each is noisy on a shared machine, and the single best of many noisy figures is
+	// biased upwards: the three fastest are measured twice more and the best median is the baseline.
+	order := make([]int, len(all))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(rates[b], rates[a]) })
+	best, bestMedian := all[order[0]], 0.0
+	for _, i := range order[:min(3, len(order))] {
+		m := median([]float64{rates[i], measure(i, all[i]), measure(i, all[i])})
+		if m > bestMedian {
+			best, bestMedian = all[i], m
 		}
 	}
 	return best

@@ -64,7 +64,21 @@ func main() {
 	clients := flag.Int("clients", 0, "orchestration suite: concurrent clients (default 16)")
 	jsonPath := flag.String("json", "bench.json", "write the report as JSON to this file (empty: do not)")
 	verbose := flag.Bool("v", false, "log each step to stderr")
+	plotDir := flag.String("plot-dir", "", "draw the report's plots (SVG) into this directory")
+	plotFrom := flag.String("plot", "", "draw the plots of a report written earlier with -json, into -plot-dir, and exit")
 	flag.Parse()
+	if *plotFrom != "" {
+		if *plotDir == "" {
+			*plotDir = "."
+		}
+		files, err := plotFromFile(*plotFrom, *plotDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		fmt.Println(strings.Join(files, "\n"))
+		return
+	}
 
 	opts := defaults(*short)
 	if *rounds > 0 {
@@ -120,6 +134,14 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Printf("\nreport written to %s\n", *jsonPath)
+	}
+	if *plotDir != "" {
+		files, err := writePlots(rep, *plotDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("plots: %s\n", strings.Join(files, ", "))
 	}
 }
 

@@ -19,6 +19,25 @@ type Report struct {
 	Machine     Machine   `json:"machine"`
 	Options     Options   `json:"options"`
 	Figures     []*Figure `json:"figures"`
+	// Sweep is every baseline configuration the ingest suite tried, with its rate.
+	Sweep []SweepPoint `json:"sweep,omitempty"`
+	// Curves are figures measured at several sizes (ingest rate against artifact size), for plots.
+	Curves map[string][]CurvePoint `json:"curves,omitempty"`
+}
+
+// SweepPoint is one upload configuration of the baseline sweep.
+type SweepPoint struct {
+	Manager     string  `json:"manager"`
+	PartMiB     int64   `json:"partMiB"`
+	Concurrency int     `json:"concurrency"`
+	MiBps       float64 `json:"mibPerSecond"`
+}
+
+// CurvePoint is a registry and a baseline value at X.
+type CurvePoint struct {
+	X        float64 `json:"x"`
+	Registry float64 `json:"registry"`
+	Baseline float64 `json:"baseline"`
 }
 
 // Machine is where the run happened; figures from different machines are not comparable, their ratios
