@@ -72,6 +72,11 @@ func TestBenchShort(t *testing.T) {
 			}
 		}
 	}
+	var md strings.Builder
+	back.WriteMarkdown(&md)
+	if n := strings.Count(md.String(), "\n"); n != len(rep.Figures)+2 {
+		t.Fatalf("Markdown table has %d lines for %d figures:\n%s", n, len(rep.Figures), md.String())
+	}
 	var table strings.Builder
 	rep.WriteTable(&table)
 	t.Log("\n" + table.String())

@@ -65,13 +65,14 @@ func main() {
 	jsonPath := flag.String("json", "bench.json", "write the report as JSON to this file (empty: do not)")
 	verbose := flag.Bool("v", false, "log each step to stderr")
 	plotDir := flag.String("plot-dir", "", "draw the report's plots (SVG) into this directory")
+	mdPath := flag.String("md", "", "also write the table as Markdown to this file")
 	plotFrom := flag.String("plot", "", "draw the plots of a report written earlier with -json, into -plot-dir, and exit")
 	flag.Parse()
 	if *plotFrom != "" {
 		if *plotDir == "" {
 			*plotDir = "."
 		}
-		files, err := plotFromFile(*plotFrom, *plotDir)
+		files, err := plotFromFile(*plotFrom, *plotDir, *mdPath)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
@@ -134,6 +135,14 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Printf("\nreport written to %s\n", *jsonPath)
+	}
+	if *mdPath != "" {
+		var b strings.Builder
+		rep.WriteMarkdown(&b)
+		if err := os.WriteFile(*mdPath, []byte(b.String()), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
 	}
 	if *plotDir != "" {
 		files, err := writePlots(rep, *plotDir)

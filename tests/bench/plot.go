@@ -61,7 +61,7 @@ func writePlots(rep *Report, dir string) ([]string, error) {
 }
 
 // plotFromFile reads a report written by -json and draws its plots.
-func plotFromFile(path, dir string) ([]string, error) {
+func plotFromFile(path, dir, mdPath string) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -69,6 +69,13 @@ func plotFromFile(path, dir string) ([]string, error) {
 	var rep Report
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if mdPath != "" {
+		var b strings.Builder
+		rep.WriteMarkdown(&b)
+		if err := os.WriteFile(mdPath, []byte(b.String()), 0o644); err != nil {
+			return nil, err
+		}
 	}
 	return writePlots(&rep, dir)
 }

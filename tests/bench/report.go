@@ -163,6 +163,37 @@ func (r *Report) WriteTable(w io.Writer) {
 	tw.Flush()
 }
 
+// WriteMarkdown writes the figures as a Markdown table (docs/benchmarks.md shows one).
+func (r *Report) WriteMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "| suite | figure | registry | baseline | ratio median (min) | target | extra |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, f := range r.Figures {
+		base, ratio := "—", "—"
+		if len(f.Base) > 0 {
+			base = fmt.Sprintf("%s %s (%s)", num(f.BaseMedian), f.Unit, f.Baseline)
+			ratio = fmt.Sprintf("%.2f (%.2f)", f.RatioMedian, f.RatioMin)
+		}
+		target := ""
+		if f.Target > 0 {
+			target = fmt.Sprintf("≥ %.2f", f.Target)
+		}
+		for _, k := range sortedKeys(f.Limits) {
+			target = strings.TrimPrefix(target+fmt.Sprintf(", %s ≤ %s", k, num(f.Limits[k])), ", ")
+		}
+		if f.Met != nil {
+			if *f.Met {
+				target += " ✓"
+			} else {
+				target += " ✗"
+			}
+		}
+		var extra []string
+		for _, k := range sortedKeys(f.Extra) {
+			extra = append(extra, fmt.Sprintf("%s %s", k, num(f.Extra[k])))
+		}
+		fmt.Fprintf(w, "| %s | %s | %s %s | %s | %s | %s | %s |\n", f.Suite, f.Name, num(f.Median), f.Unit, base, ratio, target, strings.Join(extra, ", "))
+	}
+}
+
 // WriteJSON writes the report to path.
 func (r *Report) WriteJSON(path string) error {
 	b, err := json.MarshalIndent(r, "", "  ")
