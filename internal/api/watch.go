@@ -46,13 +46,14 @@ func newWatcher(cat *catalog.Catalog, interval time.Duration, log *slog.Logger,
 	return &watcher{cat: cat, interval: interval, log: log, load: load, views: map[string]*view{}, subs: map[string][]*subscription{}}
 }
 
-// run scans until ctx ends. A scan that takes long stretches the interval, so that a catalog of very
-// many models is never scanned back to back.
+// run scans until ctx ends. A catalog query that takes long stretches the interval, so that a catalog
+// of very many models is never scanned back to back. Only the query counts: building the views of the
+// models that changed is a one-off (a cold start reads every model's manifest, seconds for a thousand
+// models), and counting it delayed the next scan, and every GET's freshness, by ten times that.
 func (w *watcher) run(ctx context.Context) {
 	for {
-		start := time.Now()
-		w.scan(ctx)
-		wait := max(w.interval, 10*time.Since(start))
+		query := w.scan(ctx)
+		wait := max(w.interval, 10*query)
 		select {
 		case <-ctx.Done():
 			return
@@ -61,17 +62,21 @@ func (w *watcher) run(ctx context.Context) {
 	}
 }
 
-func (w *watcher) scan(ctx context.Context) {
+// scan reads every model's production state and rebuilds the views that changed; it returns how long
+// the catalog query took.
+func (w *watcher) scan(ctx context.Context) time.Duration {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	start := time.Now()
 	states, err := w.cat.AllProductionStates(qctx)
+	query := time.Since(start)
 	if err != nil {
 		// Readers fall back to the catalog, watchers keep waiting; their deadline answers them.
 		w.log.Warn("production watch: catalog scan failed", "error", err.Error())
 		w.mu.Lock()
 		w.loaded = false
 		w.mu.Unlock()
-		return
+		return query
 	}
 	w.mu.Lock()
 	var changed []catalog.ProductionState
@@ -110,6 +115,7 @@ func (w *watcher) scan(ctx context.Context) {
 			w.subs[m] = kept
 		}
 	}
+	return query
 }
 
 // cached is the model's production answer from the last scan, if it has one.
