@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/modelreg/modelreg/internal/artifact"
+	"github.com/modelreg/modelreg/internal/catalog"
 	"github.com/modelreg/modelreg/internal/control"
 	"github.com/modelreg/modelreg/tests/bench/noop"
 	"github.com/modelreg/modelreg/workflows"
@@ -73,8 +76,14 @@ func orchestration(e *Env, r *Report) {
 			if round%2 == 0 {
 				order = []*driver{reg, base}
 			}
+			n := e.Opts.Lifecycles
+			if e.Opts.Short && f == one {
+				// One model's promotions are serialized (about 0.5-1 s a switch on a busy 2-core
+				// machine), so -short, which checks that the suite runs, takes half as many there.
+				n = max((n+1)/2, 4)
+			}
 			for _, d := range order {
-				res := e.runBatch(ctx, d, models)
+				res := e.runBatch(ctx, c, d, models, n)
 				e.logf("orchestration %s, %s: %d lifecycles in %s (%.2f/s), p50 %.2f s, p99 %.2f s, %d refused (%d attempts), worker %.1f ms CPU per lifecycle",
 					f.Name, d.name, len(res.latencies), res.wall.Round(time.Millisecond), res.rate, res.p(0.5), res.p(0.99), res.refused, res.refusedAttempts, res.cpuMs)
 				ev := e.countEvents(ctx, c, d, models, len(res.latencies))
@@ -104,8 +113,8 @@ func orchestration(e *Env, r *Report) {
 	r.Add(many)
 }
 
-// driver is one side of the comparison: what a client does to register a version, read its stage and
-// approve it.
+// driver is one side of the comparison: what a client does to register a version and approve it, and
+// how its version's history shows a stage transition.
 type driver struct {
 	name   string
 	worker *Process
@@ -113,8 +122,10 @@ type driver struct {
 	// runs before the batch's clock starts.
 	prepare  func(ctx context.Context, model string, i int) (any, error)
 	register func(ctx context.Context, model string, prepared any) (int, error)
-	stage    func(ctx context.Context, model string, version int) (string, error)
-	approve  func(ctx context.Context, model string, version int) error
+	// transition returns the stage an ActivityTaskScheduled event of the version's workflow records
+	// (its RecordTransition), "" for any other activity.
+	transition func(ev *historypb.HistoryEvent) string
+	approve    func(ctx context.Context, model string, version int) error
 	// modelID and versionID name the workflows whose histories are counted.
 	modelID   func(model string) string
 	versionID func(model string, version int) string
@@ -149,8 +160,16 @@ func (e *Env) registryDriver(c client.Client, w *Process) *driver {
 			res, err := control.Register(ctx, c, prepared.(workflows.RegisterRequest))
 			return res.Version, err
 		},
-		stage: func(ctx context.Context, model string, version int) (string, error) {
-			return queryStage(ctx, c, workflows.VersionWorkflowID(model, version), workflows.QueryStage)
+		transition: func(ev *historypb.HistoryEvent) string {
+			a := ev.GetActivityTaskScheduledEventAttributes()
+			if a.GetActivityType().GetName() != "RecordTransition" || len(a.GetInput().GetPayloads()) == 0 {
+				return ""
+			}
+			var t catalog.Transition
+			if err := json.Unmarshal(a.GetInput().GetPayloads()[0].GetData(), &t); err != nil {
+				return ""
+			}
+			return t.To
 		},
 		approve: func(ctx context.Context, model string, version int) error {
 			// The digest an approver reviews, from where the API and `starter status` show it.
@@ -177,17 +196,30 @@ func (e *Env) noopDriver(c client.Client, w *Process) *driver {
 				ID: noop.ModelWorkflowID(model), TaskQueue: noopTaskQueue,
 				WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 			}, noop.ModelWorkflowType, noop.ModelInput{Model: model})
+			// The key as the update's ID makes a retry after a timeout the same registration, as the
+			// registry's idempotency key does.
 			h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op,
 				UpdateOptions: client.UpdateWorkflowOptions{UpdateName: noop.UpdateRegister, Args: []any{prepared},
-					WaitForStage: client.WorkflowUpdateStageCompleted}})
+					UpdateID: prepared.(noop.RegisterRequest).Key, WaitForStage: client.WorkflowUpdateStageCompleted}})
 			if err != nil {
 				return 0, err
 			}
 			var res noop.RegisterResult
-			return res.Version, h.Get(ctx, &res)
+			err = h.Get(ctx, &res)
+			return res.Version, err
 		},
-		stage: func(ctx context.Context, model string, version int) (string, error) {
-			return queryStage(ctx, c, noop.VersionWorkflowID(model, version), noop.QueryStage)
+		transition: func(ev *historypb.HistoryEvent) string {
+			a := ev.GetActivityTaskScheduledEventAttributes()
+			if len(a.GetInput().GetPayloads()) == 0 {
+				return ""
+			}
+			var step string
+			_ = json.Unmarshal(a.GetInput().GetPayloads()[0].GetData(), &step)
+			to, _ := strings.CutPrefix(step, noop.TransitionStep)
+			if to == step {
+				return ""
+			}
+			return to
 		},
 		approve: func(ctx context.Context, model string, version int) error {
 			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: noop.VersionWorkflowID(model, version),
@@ -201,15 +233,6 @@ func (e *Env) noopDriver(c client.Client, w *Process) *driver {
 		modelID:   noop.ModelWorkflowID,
 		versionID: noop.VersionWorkflowID,
 	}
-}
-
-func queryStage(ctx context.Context, c client.Client, id, query string) (string, error) {
-	v, err := c.QueryWorkflow(ctx, id, "", query)
-	if err != nil {
-		return "", err
-	}
-	var s string
-	return s, v.Get(&s)
 }
 
 // loadClient is the clients' connection to Temporal, with the registry's data converter, counting every
@@ -232,12 +255,16 @@ func (e *Env) loadClient() client.Client {
 
 type refusalsKey struct{}
 
+// counter counts refusals for one lifecycle and for its whole batch.
+type counter struct{ lifecycle, batch *atomic.Int64 }
+
 func countRefusals(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	err := invoker(ctx, method, req, reply, cc, opts...)
 	if err != nil && status.Code(err) == codes.ResourceExhausted &&
 		(strings.HasSuffix(method, "/UpdateWorkflowExecution") || strings.HasSuffix(method, "/ExecuteMultiOperation")) {
-		if n, ok := ctx.Value(refusalsKey{}).(*atomic.Int64); ok {
-			n.Add(1)
+		if n, ok := ctx.Value(refusalsKey{}).(*counter); ok {
+			n.lifecycle.Add(1)
+			n.batch.Add(1)
 		}
 	}
 	return err
@@ -285,12 +312,12 @@ func (b batchResult) p(q float64) float64 {
 	return s[max(i, 0)].Seconds()
 }
 
-// runBatch takes Opts.Lifecycles registrations to Production from Opts.Clients clients, the i-th on
+// runBatch takes n registrations to Production from Opts.Clients clients, the i-th on
 // models[i % len(models)]. The rate is lifecycles over the batch's wall time; a latency is from the
 // registration's request to the client seeing Production.
-func (e *Env) runBatch(ctx context.Context, d *driver, models []string) batchResult {
-	n, clients := e.Opts.Lifecycles, e.Opts.Clients
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(n)*2*time.Second)
+func (e *Env) runBatch(ctx context.Context, c client.Client, d *driver, models []string, n int) batchResult {
+	clients := e.Opts.Clients
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(n)*5*time.Second)
 	defer cancel()
 	prepared := make([]any, n)
 	g, gctx := errgroup.WithContext(ctx)
@@ -309,8 +336,24 @@ func (e *Env) runBatch(ctx context.Context, d *driver, models []string) batchRes
 	refused := make([]int64, n)
 	steps := make([][4]time.Duration, n)
 	var next atomic.Int64
-	cpu0 := d.worker.CPUSeconds()
+	cpu0, tree0 := d.worker.CPUSeconds(), treeCPU()
 	start := time.Now()
+	var done, refusedSoFar atomic.Int64
+	stopProgress := make(chan struct{})
+	defer close(stopProgress)
+	go func() {
+		// A hot model can stall for minutes; the log says how far the batch is.
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-t.C:
+				e.logf("orchestration %s: %d of %d lifecycles done after %s, %d update refusals so far", d.name, done.Load(), n, time.Since(start).Round(time.Second), refusedSoFar.Load())
+			}
+		}
+	}()
 	g, gctx = errgroup.WithContext(ctx)
 	for range clients {
 		g.Go(func() error {
@@ -320,13 +363,14 @@ func (e *Env) runBatch(ctx context.Context, d *driver, models []string) batchRes
 					return nil
 				}
 				var count atomic.Int64
-				lctx := context.WithValue(gctx, refusalsKey{}, &count)
+				lctx := context.WithValue(gctx, refusalsKey{}, &counter{&count, &refusedSoFar})
 				t0 := time.Now()
-				st, err := lifecycle(lctx, d, models[i%len(models)], prepared[i])
+				st, err := lifecycle(lctx, c, d, models[i%len(models)], prepared[i])
 				if err != nil {
 					return fmt.Errorf("lifecycle %d on %s: %w", i, models[i%len(models)], err)
 				}
 				lat[i], steps[i], refused[i] = time.Since(t0), st, count.Load()
+				done.Add(1)
 			}
 		})
 	}
@@ -336,6 +380,14 @@ func (e *Env) runBatch(ctx context.Context, d *driver, models []string) batchRes
 	res := batchResult{latencies: lat, steps: steps, wall: time.Since(start)}
 	res.rate = float64(n) / res.wall.Seconds()
 	res.cpuMs = (d.worker.CPUSeconds() - cpu0) * 1000 / float64(n)
+	tree := treeCPU()
+	var parts []string
+	for _, name := range sortedKeys(tree) {
+		if ms := (tree[name] - tree0[name]) * 1000 / float64(n); ms >= 0.5 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", name, ms))
+		}
+	}
+	e.logf("orchestration %s: CPU ms per lifecycle by process: %s", d.name, strings.Join(parts, ", "))
 	for _, r := range refused {
 		if r > 0 {
 			res.refused++
@@ -351,7 +403,7 @@ func (e *Env) runBatch(ctx context.Context, d *driver, models []string) batchRes
 //
 // It returns how long each step took: the register update, until PendingApproval was seen, the approve
 // update, until Production was seen.
-func lifecycle(ctx context.Context, d *driver, model string, prepared any) (steps [4]time.Duration, err error) {
+func lifecycle(ctx context.Context, c client.Client, d *driver, model string, prepared any) (steps [4]time.Duration, err error) {
 	t := time.Now()
 	lap := func(i int) {
 		now := time.Now()
@@ -365,7 +417,8 @@ func lifecycle(ctx context.Context, d *driver, model string, prepared any) (step
 		return steps, fmt.Errorf("register: %w", err)
 	}
 	lap(0)
-	if err := waitStage(ctx, d, model, v, workflows.StagePendingApproval); err != nil {
+	w := watchStage(ctx, c, d, d.versionID(model, v))
+	if err := w.until(workflows.StagePendingApproval); err != nil {
 		return steps, err
 	}
 	lap(1)
@@ -373,15 +426,24 @@ func lifecycle(ctx context.Context, d *driver, model string, prepared any) (step
 		return steps, fmt.Errorf("approve v%d: %w", v, err)
 	}
 	lap(2)
-	err = waitStage(ctx, d, model, v, workflows.StageProduction)
+	err = w.until(workflows.StageProduction)
 	lap(3)
 	return steps, err
 }
 
 func retryRefused(ctx context.Context, f func() error) error {
+	count := new(atomic.Int64)
+	if c, ok := ctx.Value(refusalsKey{}).(*counter); ok {
+		count = c.lifecycle
+	}
 	for attempt := 1; ; attempt++ {
+		before := count.Load()
 		err := f()
-		if err == nil || !isResourceExhausted(err) || attempt == 10 {
+		// The SDK retries a refusal until its call's own deadline and then reports a timeout, not
+		// the refusal: a timeout after refusals is one too.
+		var timeout *client.WorkflowUpdateServiceTimeoutOrCanceledError
+		refused := isResourceExhausted(err) || errors.As(err, &timeout) && ctx.Err() == nil && count.Load() > before
+		if err == nil || !refused || attempt == 10 {
 			return err
 		}
 		select {
@@ -392,31 +454,109 @@ func retryRefused(ctx context.Context, f func() error) error {
 	}
 }
 
-// waitStage polls the version's stage query: the registry offers no way to wait for a stage, and a
-// client that wants to approve as soon as a version waits, or to see it in production, asks. The poll
-// starts fast and backs off to 100 ms, which bounds what polling adds to a latency and keeps the query
-// load (both sides pay it) a small part of the work.
-func waitStage(ctx context.Context, d *driver, model string, version int, want string) error {
-	interval := 10 * time.Millisecond
-	var last string
-	var lastErr error
-	for {
-		s, err := d.stage(ctx, model, version)
-		if err == nil && (s == want || want == workflows.StageProduction && s == workflows.StageArchived) {
-			// Archived: the next version's promotion replaced it between two polls.
-			return nil
+// stageWatch follows a version's stage in its history, long-polling it: a stage is reached when the
+// workflow task that applied its RecordTransition completes, which is when the stage query would first
+// answer it. The registry offers no way to wait for a stage, and polling a query (`starter register
+// --wait` polls describe) costs a round trip through the server and the worker each time: 16 clients
+// polling every 100 ms while they wait seconds behind a hot model's promotions took a large part of
+// this 2-core machine, on both sides alike, and the measurement measured the polling.
+type stageWatch struct {
+	d     *driver
+	it    client.HistoryEventIterator
+	id    string
+	stage string
+	// scheduled maps the RecordTransition activities scheduled so far to their stage; applied is the
+	// stage of one completed, until the workflow task that applies it completes.
+	scheduled map[int64]string
+	applied   string
+}
+
+func watchStage(ctx context.Context, c client.Client, d *driver, id string) *stageWatch {
+	return &stageWatch{d: d, id: id, scheduled: map[int64]string{},
+		it: c.GetWorkflowHistory(ctx, id, "", true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)}
+}
+
+func (w *stageWatch) until(want string) error {
+	for w.stage != want {
+		switch w.stage {
+		case workflows.StageRejected, workflows.StageFailed:
+			return fmt.Errorf("%s ended %s while waiting for %s", w.id, w.stage, want)
 		}
-		if err == nil && (s == workflows.StageRejected || s == workflows.StageFailed) {
-			return fmt.Errorf("%s v%d ended %s while waiting for %s", model, version, s, want)
+		if !w.it.HasNext() {
+			return fmt.Errorf("%s closed at stage %q while waiting for %s", w.id, w.stage, want)
 		}
-		last, lastErr = s, err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s v%d: waiting for %s: stage %q (last query error: %v): %w", model, version, want, last, lastErr, ctx.Err())
-		case <-time.After(interval):
+		ev, err := w.it.Next()
+		if err != nil {
+			return fmt.Errorf("%s: waiting for %s (stage %q): %w", w.id, want, w.stage, err)
 		}
-		interval = min(interval*3/2, 100*time.Millisecond)
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			if to := w.d.transition(ev); to != "" {
+				w.scheduled[ev.GetEventId()] = to
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			if to, ok := w.scheduled[ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()]; ok {
+				w.applied = to
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			if w.applied != "" {
+				w.stage, w.applied = w.applied, ""
+			}
+		}
 	}
+	return nil
+}
+
+// treeCPU is the CPU seconds used so far by this process and each of its descendants (the servers, the
+// workers), by command name: where a batch's work went, which on a shared machine the system's load
+// cannot tell.
+func treeCPU() map[string]float64 {
+	type proc struct {
+		ppid int
+		comm string
+		cpu  float64
+	}
+	procs := map[int]proc{}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(d.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		st := string(b)
+		i, j := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		f := strings.Fields(st[j+2:])
+		if len(f) < 13 {
+			continue
+		}
+		var ppid int
+		var ut, stime float64
+		fmt.Sscanf(f[1], "%d", &ppid)
+		fmt.Sscanf(f[11], "%g", &ut)
+		fmt.Sscanf(f[12], "%g", &stime)
+		procs[pid] = proc{ppid: ppid, comm: st[i+1 : j], cpu: (ut + stime) / 100}
+	}
+	self := os.Getpid()
+	out := map[string]float64{}
+	for pid, p := range procs {
+		for q := pid; q > 1; q = procs[q].ppid {
+			if q == self {
+				out[p.comm] += p.cpu
+				break
+			}
+			if _, ok := procs[q]; !ok {
+				break
+			}
+		}
+	}
+	return out
 }
 
 type eventCounts struct {

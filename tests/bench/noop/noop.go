@@ -51,6 +51,9 @@ const (
 	UpdateApprove       = "approve"
 	UpdateArchive       = "archive"
 	QueryStage          = "stage"
+	// TransitionStep and the stage name the no-op activity that stands for a RecordTransition, so that
+	// a client following the history sees the stages as in the registry's.
+	TransitionStep = "RecordTransition to "
 
 	StageRegistered      = "Registered"
 	StageValidating      = "Validating"
@@ -285,7 +288,7 @@ func VersionWorkflow(ctx workflow.Context, in VersionInput) error {
 		return err
 	}
 	transition := func(ctx workflow.Context, to string) error {
-		if err := step(ctx, catalogOptions, "RecordTransition"); err != nil {
+		if err := step(ctx, catalogOptions, TransitionStep+to); err != nil {
 			return err
 		}
 		stage = to
