@@ -33,9 +33,9 @@ type Env struct {
 	// TemporalAddress is the dev server's frontend (host:port).
 	TemporalAddress string
 	Bucket          string
-	// WorkerBin, StarterBin and BenchBin are the binaries built for the run (BenchBin is this
-	// command's own baseline worker, cmd noop-worker).
-	WorkerBin, StarterBin string
+	// WorkerBin and StarterBin are the registry's binaries built for the run; NoopWorkerBin is the
+	// orchestration suite's baseline worker (tests/bench/noopworker).
+	WorkerBin, StarterBin, NoopWorkerBin string
 	// BaseEnv is the environment of the worker and starter processes.
 	BaseEnv []string
 	Catalog *catalog.Catalog
@@ -105,15 +105,17 @@ func (e *Env) logf(format string, args ...any) {
 	}
 }
 
-// buildBinaries builds the worker and the starter of this checkout, as a user's deployment runs them.
+// buildBinaries builds the worker and the starter of this checkout, as a user's deployment runs them,
+// and the baseline's worker. (The baseline is a binary of its own rather than a mode of this command:
+// under go test, this command's code runs inside the test binary, which cannot be started as a worker.)
 func (e *Env) buildBinaries() {
 	root, err := moduleRoot()
 	if err != nil {
 		e.T.Fatal(err)
 	}
 	out := e.T.TempDir()
-	e.WorkerBin, e.StarterBin = filepath.Join(out, "worker"), filepath.Join(out, "starter")
-	for bin, pkg := range map[string]string{e.WorkerBin: "./worker", e.StarterBin: "./starter"} {
+	e.WorkerBin, e.StarterBin, e.NoopWorkerBin = filepath.Join(out, "worker"), filepath.Join(out, "starter"), filepath.Join(out, "noopworker")
+	for bin, pkg := range map[string]string{e.WorkerBin: "./worker", e.StarterBin: "./starter", e.NoopWorkerBin: "./tests/bench/noopworker"} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
