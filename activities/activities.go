@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strings"
@@ -66,7 +67,14 @@ const (
 	ErrTypeFenced = "Fenced"
 	// ErrTypeNotRunning: the update's target workflow is not running.
 	ErrTypeNotRunning = "NotRunning"
+	// ErrTypeBusy: the target refused the update for now (a model's workflow with as many promotions
+	// waiting for its lock as it takes); UpdateWorkflow sends it again shortly. Retried, not a verdict.
+	ErrTypeBusy = "Busy"
 )
+
+// busyRetryDelay is how soon UpdateWorkflow sends an update refused as busy again: about the time one
+// production switch takes, with jitter so that the waiting versions do not all come back at once.
+var busyRetryDelay = func() time.Duration { return 500*time.Millisecond + time.Duration(rand.Int64N(int64(time.Second))) }
 
 // CreateVersion writes the catalog row of a freshly minted version (stage Registered, seq 1).
 func (a *Activities) CreateVersion(ctx context.Context, v catalog.Version) error {
@@ -522,6 +530,9 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 			// The target ended (terminated, reset, continued as new) while the update ran: that is no
 			// answer to the request, so it is sent again, to the target's next run.
 			return nil, fmt.Errorf("%s of %s: %w", in.UpdateName, in.WorkflowID, err)
+		case errors.As(err, &appErr) && appErr.Type() == ErrTypeBusy:
+			return nil, temporal.NewApplicationErrorWithOptions(fmt.Sprintf("%s of %s: %s", in.UpdateName, in.WorkflowID, appErr.Error()), ErrTypeBusy,
+				temporal.ApplicationErrorOptions{NextRetryDelay: busyRetryDelay(), Cause: err})
 		case errors.As(err, &appErr) && appErr.Type() == ErrTypeRefused:
 			// The target checked the request and refused it, with the reason.
 			return nil, temporal.NewNonRetryableApplicationError(appErr.Error(), ErrTypeRefusedByWorkflow, err)

@@ -120,7 +120,15 @@ type modelWF struct {
 	// Promotions and rollbacks waiting for the lock, for the current details.
 	queued   []queuedSwitch
 	queueSeq int
+	// promotions is the number of promote handlers running (waiting for the lock or switching).
+	promotions int
 }
+
+// maxWaitingPromotions bounds the promote updates a model's workflow runs at once: a version approved
+// beyond it is answered busy, and its promotion activity sends it again about a second later. It leaves
+// 6 of Temporal's 10 in-flight updates per workflow to registrations and rollbacks, which on a hot model
+// were otherwise refused with "resource exhausted".
+const maxWaitingPromotions = 4
 
 func (m *modelWF) setHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryDescribe, func() (ModelDescription, error) {
@@ -169,6 +177,13 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 				}
 				if m.loaded && (req.Version < 1 || req.Version > m.st.LastVersion) {
 					return fmt.Errorf("model %q has no version %d", m.in.Model, req.Version)
+				}
+				// Each promotion waiting for the lock holds one of Temporal's 10 in-flight updates of
+				// this workflow; more of them would leave registrations none (validators do not run on
+				// replay, so this bound may change freely).
+				if m.promotions >= maxWaitingPromotions {
+					return temporal.NewApplicationError(fmt.Sprintf("busy: %d promotions of %s are in progress; send it again in a moment",
+						m.promotions, m.in.Model), activities.ErrTypeBusy)
 				}
 				return nil
 			},

@@ -234,6 +234,8 @@ func promotionRefusal(model string, version int, status string, p PromotionInfo)
 }
 
 func (m *modelWF) promoteV1(ctx workflow.Context, req PromoteRequest) (ProductionResult, error) {
+	m.promotions++
+	defer func() { m.promotions-- }()
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	if err := workflow.Await(ctx, func() bool { return m.loaded }); err != nil {
 		return ProductionResult{}, err

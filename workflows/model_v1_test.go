@@ -442,3 +442,40 @@ func TestModelV1RollbackRestoreRefusedPutsPriorBack(t *testing.T) {
 	require.Equal(t, 3, next.State.Production)
 	require.Equal(t, []int{2}, next.State.Archived)
 }
+
+// A hot model answers a promotion beyond maxWaitingPromotions busy instead of letting promotions fill
+// Temporal's 10 in-flight updates, which refused registrations; once the queue drains it takes them again.
+func TestModelV1BusyBeyondWaitingPromotions(t *testing.T) {
+	promotion := map[int]PromotionInfo{}
+	for v := 1; v <= 8; v++ {
+		promotion[v] = approved()
+	}
+	fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 8}, promotion: promotion, updateDelay: time.Minute}
+	env := newModelEnvV1(t, fc)
+	results := map[int]*updateResult{}
+	env.RegisterDelayedCallback(func() {
+		for v := 1; v <= 6; v++ {
+			results[v] = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: v})
+		}
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		results[7] = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 7})
+	}, 24*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, 48*time.Hour)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+	for v := 1; v <= 7; v++ {
+		r := results[v]
+		if v == 5 || v == 6 {
+			var appErr *temporal.ApplicationError
+			require.True(t, errors.As(r.rejected, &appErr), "v%d: %v", v, r.rejected)
+			require.Equal(t, activities.ErrTypeBusy, appErr.Type())
+			require.Contains(t, appErr.Error(), "4 promotions of fraud are in progress")
+			continue
+		}
+		require.NoError(t, r.rejected, "v%d", v)
+		require.NoError(t, r.completeErr, "v%d", v)
+	}
+}
