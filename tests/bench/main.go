@@ -3,7 +3,7 @@
 // fastest upload configuration found in the same run, a no-op workflow with the same activities and
 // updates, a primary-key lookup), alternated over several rounds, and reported as their ratio.
 //
-//	go run ./tests/bench                      # every suite, 3 rounds, 1 GiB (about 15 minutes)
+//	go run ./tests/bench                      # every suite, 3 rounds, 1 GiB, 100 lifecycles (about 20 minutes)
 //	go run ./tests/bench -short               # small sizes, 1 round (what the test command runs)
 //	go run ./tests/bench -suites ingest -rounds 5 -json bench.json
 //
@@ -51,7 +51,10 @@ func defaults(short bool) Options {
 	if short {
 		return Options{Short: true, Rounds: 1, Suites: allSuites, IngestBytes: 24 << 20, IngestFiles: 12, Lifecycles: 12, Clients: 4}
 	}
-	return Options{Rounds: 3, Suites: allSuites, IngestBytes: 1 << 30, IngestFiles: 200, Lifecycles: 500, Clients: 16}
+	// 100 lifecycles per orchestration figure keep a full run near 20 minutes on 2 cores (one model
+	// promotes about one version a second, and each figure runs baseline and registry each round);
+	// -lifecycles 500 is the size, about an hour.
+	return Options{Rounds: 3, Suites: allSuites, IngestBytes: 1 << 30, IngestFiles: 200, Lifecycles: 100, Clients: 16}
 }
 
 func main() {
@@ -60,7 +63,7 @@ func main() {
 	suiteList := flag.String("suites", strings.Join(allSuites, ","), "suites to run, comma-separated: "+strings.Join(allSuites, ", "))
 	size := flag.Int64("ingest-mib", 0, "ingest suite: artifact size in MiB (default 1024, 24 with -short)")
 	files := flag.Int("ingest-files", 0, "ingest suite: the number of files the artifact is split into for the many-files figure (default 200)")
-	lifecycles := flag.Int("lifecycles", 0, "orchestration suite: registrations taken to Production per figure (default 500)")
+	lifecycles := flag.Int("lifecycles", 0, "orchestration suite: registrations taken to Production per figure (default 100)")
 	clients := flag.Int("clients", 0, "orchestration suite: concurrent clients (default 16)")
 	jsonPath := flag.String("json", "bench.json", "write the report as JSON to this file (empty: do not)")
 	verbose := flag.Bool("v", false, "log each step to stderr")
