@@ -46,7 +46,7 @@ type S3Config struct {
 	// A file sent in one PUT carries its SHA-256 as S3's full-object checksum, which lets validation
 	// believe the store instead of reading the file back; S3 has no such checksum for a multipart object.
 	MultipartThreshold int64
-	Concurrency     int   // parts uploaded in parallel; 0 = DefaultConcurrency
+	Concurrency        int // parts uploaded in parallel; 0 = DefaultConcurrency
 	// MaxAttempts and MaxBackoff configure the SDK's retryer for transient errors (connection refused,
 	// 5xx, throttling): attempts per request, and the cap on the jittered exponential wait between them.
 	// 0 keeps the SDK's defaults (3 attempts, 20 s). A command with no Temporal retries behind it (the
