@@ -124,9 +124,9 @@ func TestStarterInterruptedAbortsUpload(t *testing.T) {
 		}
 		return len(out.Uploads)
 	}
-	// Small parts one at a time, so the upload is surely in flight when the signal comes.
+	// Small parts one at a time (every file in parts), so the upload is surely in flight when the signal comes.
 	cmd := exec.Command(bins.starter, "register", "--model", "interrupted", "--dir", run)
-	cmd.Env = append(h.env, "MODELREG_S3_PART_SIZE_MIB=5", "MODELREG_S3_CONCURRENCY=1")
+	cmd.Env = append(h.env, "MODELREG_S3_PART_SIZE_MIB=5", "MODELREG_S3_MULTIPART_THRESHOLD_MIB=0", "MODELREG_S3_CONCURRENCY=1")
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Start(); err != nil {
