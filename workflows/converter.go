@@ -123,22 +123,20 @@ func checkMessageSize(size, payloads int, valuePtrs []any) error {
 	if limit == 0 {
 		return nil
 	}
-	if payloads > len(valuePtrs) {
-		return fmt.Errorf("the message has %d payloads; this handler takes %d", payloads, len(valuePtrs))
-	}
-	if size > limit {
-		return fmt.Errorf("the message is %d bytes; this request is at most %d bytes", size, limit)
-	}
-	return nil
+	return boundMessage(size, payloads, len(valuePtrs), limit)
 }
 
 // checkRawMessage is checkMessageSize for a handler that takes its input as a RawPayload.
 func checkRawMessage(raw RawPayload, limit int) error {
-	if raw.MessagePayloads > 1 {
-		return fmt.Errorf("the message has %d payloads; this handler takes 1", raw.MessagePayloads)
+	return boundMessage(raw.MessageBytes, raw.MessagePayloads, 1, limit)
+}
+
+func boundMessage(size, payloads, takes, limit int) error {
+	if payloads > takes {
+		return fmt.Errorf("the message has %d payloads; this handler takes %d", payloads, takes)
 	}
-	if raw.MessageBytes > limit {
-		return fmt.Errorf("the message is %d bytes; this request is at most %d bytes", raw.MessageBytes, limit)
+	if size > limit {
+		return fmt.Errorf("the message is %d bytes; this request is at most %d bytes", size, limit)
 	}
 	return nil
 }

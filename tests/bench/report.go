@@ -135,30 +135,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "suite\tfigure\tregistry\tbaseline\tratio median (min)\ttarget\textra")
 	for _, f := range r.Figures {
-		base, ratio := "—", "—"
-		if len(f.Base) > 0 {
-			base = fmt.Sprintf("%s %s", num(f.BaseMedian), f.Unit)
-			ratio = fmt.Sprintf("%.2f (%.2f)", f.RatioMedian, f.RatioMin)
-		}
-		target := ""
-		if f.Target > 0 {
-			target = fmt.Sprintf("≥ %.2f", f.Target)
-		}
-		for _, k := range sortedKeys(f.Limits) {
-			target = strings.TrimPrefix(target+fmt.Sprintf(", %s ≤ %s", k, num(f.Limits[k])), ", ")
-		}
-		if f.Met != nil {
-			if *f.Met {
-				target += " met"
-			} else {
-				target += " NOT MET"
-			}
-		}
-		var extra []string
-		for _, k := range sortedKeys(f.Extra) {
-			extra = append(extra, fmt.Sprintf("%s %s", k, num(f.Extra[k])))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n", f.Suite, f.Name, num(f.Median), f.Unit, base, ratio, target, strings.Join(extra, ", "))
+		fmt.Fprintln(tw, strings.Join(f.cells(false, " met", " NOT MET"), "\t"))
 	}
 	tw.Flush()
 }
@@ -167,31 +144,41 @@ func (r *Report) WriteTable(w io.Writer) {
 func (r *Report) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "| suite | figure | registry | baseline | ratio median (min) | target | extra |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, f := range r.Figures {
-		base, ratio := "—", "—"
-		if len(f.Base) > 0 {
-			base = fmt.Sprintf("%s %s (%s)", num(f.BaseMedian), f.Unit, f.Baseline)
-			ratio = fmt.Sprintf("%.2f (%.2f)", f.RatioMedian, f.RatioMin)
-		}
-		target := ""
-		if f.Target > 0 {
-			target = fmt.Sprintf("≥ %.2f", f.Target)
-		}
-		for _, k := range sortedKeys(f.Limits) {
-			target = strings.TrimPrefix(target+fmt.Sprintf(", %s ≤ %s", k, num(f.Limits[k])), ", ")
-		}
-		if f.Met != nil {
-			if *f.Met {
-				target += " ✓"
-			} else {
-				target += " ✗"
-			}
-		}
-		var extra []string
-		for _, k := range sortedKeys(f.Extra) {
-			extra = append(extra, fmt.Sprintf("%s %s", k, num(f.Extra[k])))
-		}
-		fmt.Fprintf(w, "| %s | %s | %s %s | %s | %s | %s | %s |\n", f.Suite, f.Name, num(f.Median), f.Unit, base, ratio, target, strings.Join(extra, ", "))
+		fmt.Fprintf(w, "| %s |\n", strings.Join(f.cells(true, " ✓", " ✗"), " | "))
 	}
+}
+
+// cells are the figure's columns as both tables print them; withBaseline adds what the baseline is,
+// and met and notMet mark the target.
+func (f *Figure) cells(withBaseline bool, met, notMet string) []string {
+	base, ratio := "—", "—"
+	if len(f.Base) > 0 {
+		base = fmt.Sprintf("%s %s", num(f.BaseMedian), f.Unit)
+		if withBaseline {
+			base += " (" + f.Baseline + ")"
+		}
+		ratio = fmt.Sprintf("%.2f (%.2f)", f.RatioMedian, f.RatioMin)
+	}
+	var target []string
+	if f.Target > 0 {
+		target = append(target, fmt.Sprintf("≥ %.2f", f.Target))
+	}
+	for _, k := range sortedKeys(f.Limits) {
+		target = append(target, fmt.Sprintf("%s ≤ %s", k, num(f.Limits[k])))
+	}
+	t := strings.Join(target, ", ")
+	if f.Met != nil {
+		if *f.Met {
+			t += met
+		} else {
+			t += notMet
+		}
+	}
+	var extra []string
+	for _, k := range sortedKeys(f.Extra) {
+		extra = append(extra, fmt.Sprintf("%s %s", k, num(f.Extra[k])))
+	}
+	return []string{f.Suite, f.Name, num(f.Median) + " " + f.Unit, base, ratio, t, strings.Join(extra, ", ")}
 }
 
 // WriteJSON writes the report to path.
