@@ -615,10 +615,12 @@ func testSetProduction(t *testing.T, url string) {
 	}{
 		{&one, 5, true},
 		{&two, 4, false}, // late
-		{&one, 5, false}, // retry
+		{&one, 5, true},  // a retry whose first answer was lost: the same change, applied again
 		{&two, 5, false}, // same seq, different content: the first write wins
 		{&two, 6, true},
 		{nil, 7, true},
+		{nil, 7, true}, // a retry of clearing
+		{&one, 7, false},
 		{&one, 6, false},
 	}
 	current, currentSeq := (*int)(nil), int64(0)

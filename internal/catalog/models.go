@@ -95,7 +95,10 @@ func (c *Catalog) GetPolicy(ctx context.Context, name string) (Policy, error) {
 
 // SetProduction points the model's production pointer at version (nil clears it), unless the model
 // already holds a change with a sequence number >= seq: applied is false then, and nothing is written.
-// The version must exist (ErrNotFound otherwise); its stage is recorded separately, by RecordTransition.
+// The same change again (seq and version both equal to what is stored) is applied: a retry of a write
+// whose answer was lost, which for a local activity is any worker dying before its workflow task
+// completes, must not read as a newer change. The version must exist (ErrNotFound otherwise); its
+// stage is recorded separately, by RecordTransition.
 func (c *Catalog) SetProduction(ctx context.Context, model string, version *int, seq int64) (applied bool, err error) {
 	var pv sql.NullInt64
 	label := "none"
@@ -105,8 +108,8 @@ func (c *Catalog) SetProduction(ctx context.Context, model string, version *int,
 	}
 	res, err := c.db.ExecContext(ctx, c.db.Rebind(`
 		UPDATE models SET production_version = ?, seq = ?, updated_at = ?
-		WHERE name = ? AND seq < ?`),
-		pv, seq, now(), model, seq)
+		WHERE name = ? AND (seq < ? OR seq = ? AND production_version IS NOT DISTINCT FROM ?)`),
+		pv, seq, now(), model, seq, seq, pv)
 	if isForeignKeyViolation(err) {
 		return false, fmt.Errorf("catalog: set production of model %q to %s: version %w", model, label, ErrNotFound)
 	}
