@@ -156,3 +156,97 @@ func TestConcurrentRegistrations(t *testing.T) {
 	h.recordAllRuns("model/ops/v1", "version-continued-as-new")
 	h.recordAllRuns("model/ops/v2", "version-pending-continued-as-new")
 }
+
+// TestRegisterBurstOnOneModel: 16 training jobs register on one model at the same instant. Temporal lets
+// a workflow have 10 updates in flight, so as updates some of these were refused with "resource
+// exhausted" and sent again by the SDK after a pause; as register signals (what the starter sends) none
+// is refused and every one is minted, in few workflow tasks. The model's history shows 16 signals and
+// no register update; an operator reads an outcome with the registration query, and a malformed
+// register signal sent with the temporal CLI is refused and audited without disturbing anything.
+func TestRegisterBurstOnOneModel(t *testing.T) {
+	h := newHarness(t)
+	const jobs = 16
+	var wg sync.WaitGroup
+	re := regexp.MustCompile(`burst v(\d+)`)
+	got := make([]int, jobs)
+	start := make(chan struct{})
+	for i := range jobs {
+		dir := filepath.Join(h.dir, fmt.Sprintf("job-%d", i))
+		writeFiles(t, dir, map[string]string{"model.bin": fmt.Sprintf("burst weights %d", i)})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			out, errOut, err := h.starter("register", "--model", "burst", "--dir", dir, "--idempotency-key", fmt.Sprintf("job-%d", i))
+			if err != nil {
+				t.Errorf("job %d: %v\n%s", i, err, errOut)
+				return
+			}
+			if m := re.FindStringSubmatch(out); m != nil {
+				got[i], _ = strconv.Atoi(m[1])
+			} else {
+				t.Errorf("job %d output: %s", i, out)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	sorted := append([]int(nil), got...)
+	sort.Ints(sorted)
+	for i, v := range sorted {
+		if v != i+1 {
+			t.Fatalf("versions %v: want 1..%d", sorted, jobs)
+		}
+	}
+
+	hist := h.mustCLI("workflow", "show", "--workflow-id", "model/burst", "-o", "json")
+	var events struct {
+		Events []struct {
+			EventType                                string          `json:"eventType"`
+			WorkflowExecutionSignaledEventAttributes json.RawMessage `json:"workflowExecutionSignaledEventAttributes"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(hist), &events); err != nil {
+		t.Fatal(err)
+	}
+	signals, updates := 0, 0
+	for _, e := range events.Events {
+		switch e.EventType {
+		case "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED":
+			signals++
+		case "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED":
+			updates++
+		}
+	}
+	if signals != jobs || updates != 0 {
+		t.Fatalf("model/burst history: %d signals and %d accepted updates; want %d and 0", signals, updates, jobs)
+	}
+
+	out := h.mustCLI("workflow", "query", "--workflow-id", "model/burst", "--name", "registration", "--input", `"job-3"`, "-o", "json")
+	if !strings.Contains(out, `"state": "registered"`) || !strings.Contains(out, fmt.Sprintf(`"version": %d`, got[3])) {
+		t.Fatalf("registration query of job-3 (v%d):\n%s", got[3], out)
+	}
+	out = h.mustCLI("workflow", "query", "--workflow-id", "model/burst", "--name", "registration", "--input", `"nobody"`, "-o", "json")
+	if !strings.Contains(out, `"state": "unknown"`) {
+		t.Fatalf("registration query of an unknown key:\n%s", out)
+	}
+
+	h.mustCLI("workflow", "signal", "--workflow-id", "model/burst", "--name", "register", "--input", `{"schemaVersion": 1, "model": "burst", "idempotencyKey": "garbage"}`)
+	waitFor(t, func() (string, bool) {
+		o := h.mustCLI("workflow", "query", "--workflow-id", "model/burst", "--name", "registration", "--input", `"garbage"`, "-o", "json")
+		return o, strings.Contains(o, `"state": "failed"`) && strings.Contains(o, "register signal refused")
+	})
+	waitFor(t, func() (string, bool) {
+		rs, err := h.catalog.Refusals(t.Context(), "burst")
+		return fmt.Sprint(rs, err), err == nil && len(rs) == 1 && rs[0].Name == "register" && rs[0].Via == "signal"
+	})
+	// The model goes on: the next registration is v17.
+	dir := filepath.Join(h.dir, "after")
+	writeFiles(t, dir, map[string]string{"model.bin": "after the garbage"})
+	if out := h.mustStarter("register", "--model", "burst", "--dir", dir); !strings.Contains(out, fmt.Sprintf("burst v%d", jobs+1)) {
+		t.Fatalf("register after the malformed signal: %s", out)
+	}
+}

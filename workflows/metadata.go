@@ -43,7 +43,9 @@ var (
 
 // Handler descriptions of the model's workflow.
 var (
-	descRegister       = "Register a new version (what `starter register` and training jobs send, with update-with-start): RegisterRequest JSON (README)"
+	descRegister       = "Register a new version and wait for the answer (update-with-start): RegisterRequest JSON (README). With more than 10 messages at once on one model Temporal refuses updates for a moment; the register signal queues instead (what `starter register` sends)"
+	descRegisterSignal = "Register a new version without waiting for an update slot (a hot model): RegisterRequest JSON; ask the registration query with its idempotencyKey for the outcome"
+	descRegistration   = `What became of the registration under an idempotency key: {"state":"unknown|pending|registered|failed","result":…,"error":…}`
 	descRollback       = `Roll back to an archived version: {"schemaVersion":1,"to":N,"actor":"who","reason":"why"} (to 0: the last archived)`
 	descRedeliver      = `Deliver the last deployment event again: {"schemaVersion":1}`
 	descPromote        = internalUpdate + "a version's workflow asks for its promotion once it is approved; approve the version instead"
@@ -52,6 +54,7 @@ var (
 	descSwitch         = internalQuery + "the production switch in progress, checked by version workflows"
 	descUnknownVersion = "NOT A SIGNAL OF THIS WORKFLOW: a signal under this name was received and refused (this workflow takes the signals approve and reject); see describe → rejectedMessages"
 	descUnknownModel   = "NOT A SIGNAL OF THIS WORKFLOW: a signal under this name was received and refused (the model's workflow takes no signals: its messages are the updates register, rollback and redeliver)"
+	descUnknownModelV3 = "NOT A SIGNAL OF THIS WORKFLOW: a signal under this name was received and refused (the model's workflow takes only the signal register; its other messages are the updates register, rollback and redeliver)"
 )
 
 // decisionDescription describes the approve or reject update (signal: its signal); runs from before

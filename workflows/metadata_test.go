@@ -260,7 +260,9 @@ func TestModelCurrentDetails(t *testing.T) {
 		for _, n := range []string{"redeliver", "register", "rollback"} {
 			require.NotContains(t, description(def.GetUpdateDefinitions(), n), "INTERNAL", n)
 		}
-		require.Empty(t, def.GetSignalDefinitions())
+		require.Equal(t, []string{"register"}, defNames(def.GetSignalDefinitions()), "since modelV3 register is also a signal")
+		require.Equal(t, descRegisterSignal, description(def.GetSignalDefinitions(), SignalRegister))
+		require.Equal(t, descRegistration, description(def.GetQueryDefinitions(), QueryRegistration))
 		p10 = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 10, Actor: "alice"})
 	}, time.Second)
 	env.RegisterDelayedCallback(func() {
@@ -271,7 +273,7 @@ func TestModelCurrentDetails(t *testing.T) {
 	env.RegisterDelayedCallback(func() {
 		md := metadataOf(t, env)
 		details["refused"] = md.GetCurrentDetails()
-		require.Equal(t, []string{"approve"}, defNames(md.GetDefinition().GetSignalDefinitions()), "the SDK lists every signal channel read")
+		require.Equal(t, []string{"approve", "register"}, defNames(md.GetDefinition().GetSignalDefinitions()), "the SDK lists every signal channel read")
 		require.True(t, strings.HasPrefix(description(md.GetDefinition().GetSignalDefinitions(), "approve"), "NOT A SIGNAL OF THIS WORKFLOW"))
 		refuse = false
 		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})

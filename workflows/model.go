@@ -36,7 +36,7 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "BadInput", nil)
 	}
 	m := &modelWF{in: in, st: ModelState{NextVersion: 1, Keys: map[string]int{}, Ready: map[int]bool{}}, pending: map[string]*pendingRegistration{}}
-	m.v = workflow.GetVersion(ctx, changeModelBehaviour, modelV0, modelV2)
+	m.v = workflow.GetVersion(ctx, changeModelBehaviour, modelV0, modelLatest)
 	if in.State != nil {
 		m.st = *in.State
 		if m.st.Keys == nil {
@@ -83,6 +83,9 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 		m.loaded = true
 		m.refreshDetails(ctx)
 		m.runDelivery(ctx)
+		if m.v >= modelV3 {
+			m.receiveRegistrations(ctx)
+		}
 		m.watchUnknownSignals(ctx)
 	}
 	max := in.MaxHistoryEvents
@@ -94,7 +97,7 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 	if err := workflow.Await(ctx, func() bool {
 		info := workflow.GetInfo(ctx)
 		large := m.v >= modelV1 && info.GetCurrentHistorySize() >= maxHistoryBytes
-		return (info.GetCurrentHistoryLength() >= max || large || info.GetContinueAsNewSuggested()) && workflow.AllHandlersFinished(ctx)
+		return (info.GetCurrentHistoryLength() >= max || large || info.GetContinueAsNewSuggested()) && workflow.AllHandlersFinished(ctx) && m.registrationsIdle()
 	}); err != nil {
 		return err
 	}
@@ -122,6 +125,9 @@ type modelWF struct {
 	queueSeq int
 	// promotions is the number of promote handlers running (waiting for the lock or switching).
 	promotions int
+	// Since modelV3: the register signals' channel, and the signals taken from it and not yet done.
+	registerSignals     workflow.ReceiveChannel
+	signalRegistrations int
 }
 
 // maxWaitingPromotions bounds the promote updates a model's workflow runs at once: a version approved
@@ -164,6 +170,12 @@ func (m *modelWF) setHandlers(ctx workflow.Context) error {
 			return *m.switching, nil
 		}, workflow.QueryHandlerOptions{Description: descSwitch}); err != nil {
 			return err
+		}
+		if m.v >= modelV3 {
+			if err := workflow.SetQueryHandlerWithOptions(ctx, QueryRegistration, m.registration,
+				workflow.QueryHandlerOptions{Description: descRegistration}); err != nil {
+				return err
+			}
 		}
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRegister, m.registerV1, workflow.UpdateHandlerOptions{
 			Validator: registerValidator, Description: descRegister,

@@ -46,7 +46,7 @@ type fakeCatalog struct {
 }
 
 func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnvironment {
-	return newModelEnvAt(t, fc, modelV2)
+	return newModelEnvAt(t, fc, modelLatest)
 }
 
 // newModelEnvAt is newModelEnvV1 with ModelWorkflow pinned to behaviour version mv (modelV1 or later).
@@ -54,7 +54,7 @@ func newModelEnvAt(t *testing.T, fc *fakeCatalog, mv workflow.Version) *testsuit
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	pinModelBehaviour(env, mv)
-	env.OnGetVersion(changeVersionBehaviour, workflow.DefaultVersion, versionV1).Return(versionV1)
+	env.OnGetVersion(changeVersionBehaviour, workflow.DefaultVersion, versionLatest).Return(versionLatest)
 	env.SetDataConverter(NewDataConverter())
 	env.RegisterWorkflow(ModelWorkflow)
 	env.RegisterWorkflow(ModelVersionWorkflow)
@@ -478,4 +478,91 @@ func TestModelV1BusyBeyondWaitingPromotions(t *testing.T) {
 		require.NoError(t, r.rejected, "v%d", v)
 		require.NoError(t, r.completeErr, "v%d", v)
 	}
+}
+
+// Since modelV3 register is also a signal: 16 arriving at once are all minted (no update slots are
+// involved), each outcome is answered by the registration query under its key, malformed and invalid
+// signals are refused and audited, a refusal under a key somebody else registered does not overwrite
+// that outcome, and the outcomes ride over a continue-as-new.
+func TestModelV3RegisterSignals(t *testing.T) {
+	fc := &fakeCatalog{}
+	env := newModelEnvV1(t, fc)
+	query := func(key string) RegistrationStatus {
+		t.Helper()
+		v, err := env.QueryWorkflow(QueryRegistration, key)
+		require.NoError(t, err)
+		var st RegistrationStatus
+		require.NoError(t, v.Get(&st))
+		return st
+	}
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, RegistrationUnknown, query("k0").State)
+		for i := range 16 {
+			env.SignalWorkflow(SignalRegister, registerReq(fmt.Sprintf("k%d", i)))
+		}
+		env.SignalWorkflow(SignalRegister, "not a request")
+		wrong := registerReq("wrong-model")
+		wrong.Model = "churn"
+		env.SignalWorkflow(SignalRegister, wrong)
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		seen := map[int]bool{}
+		for i := range 16 {
+			st := query(fmt.Sprintf("k%d", i))
+			require.Equal(t, RegistrationRegistered, st.State, "k%d: %+v", i, st)
+			require.False(t, seen[st.Result.Version], "k%d got a number already given", i)
+			seen[st.Result.Version] = true
+			require.Equal(t, VersionWorkflowID("fraud", st.Result.Version), st.Result.WorkflowID)
+		}
+		st := query("wrong-model")
+		require.Equal(t, RegistrationFailed, st.State)
+		require.Contains(t, st.Error, `request is for model "churn"`)
+		require.Equal(t, ErrTypeRefused, st.ErrorType)
+		// Somebody else's malformed request under k1's key.
+		hostile := registerReq("k1")
+		hostile.Model = "churn"
+		env.SignalWorkflow(SignalRegister, hostile)
+		// The same request again is answered from the catalog.
+		env.SignalWorkflow(SignalRegister, registerReq("k2"))
+	}, 2*time.Second)
+	env.RegisterDelayedCallback(func() {
+		st := query("k1")
+		require.Equal(t, RegistrationRegistered, st.State, "a refusal does not overwrite a registration: %+v", st)
+		st = query("k2")
+		require.Equal(t, RegistrationRegistered, st.State)
+		require.True(t, st.Result.Existing)
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, 3*time.Second)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next ModelInput
+	require.NoError(t, NewDataConverter().FromPayloads(can.Input, &next))
+	require.Len(t, next.State.Registrations, 17, "16 registered and the one refused under its key")
+	require.Equal(t, 16, next.State.LastVersion)
+	var reasons []string
+	for _, r := range fc.refusals {
+		require.Equal(t, "signal", r.Via)
+		reasons = append(reasons, r.Reason)
+	}
+	require.Len(t, reasons, 3, "%q", reasons)
+	require.Contains(t, reasons[0], "payload is not a RegisterRequest")
+}
+
+// The outcomes kept for the registration query are bounded.
+func TestModelV3RegistrationOutcomesBounded(t *testing.T) {
+	m := &modelWF{v: modelV3}
+	env := (&testsuite.WorkflowTestSuite{}).NewTestWorkflowEnvironment()
+	env.ExecuteWorkflow(func(ctx workflow.Context) error {
+		for i := range registrationWindow + 10 {
+			m.noteOutcome(ctx, strconv.Itoa(i), RegisterResult{Version: i}, nil)
+		}
+		m.noteOutcome(ctx, "20", RegisterResult{Version: 99}, nil)
+		return nil
+	})
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, m.st.Registrations, registrationWindow)
+	require.Equal(t, "10", m.st.Registrations[0].Key, "the oldest go first")
+	require.Equal(t, 99, m.st.Registrations[registrationWindow-1].Result.Version, "a key noted again moves to the end, once")
 }

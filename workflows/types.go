@@ -34,11 +34,15 @@ const (
 	ModelWorkflowType   = "ModelWorkflow"
 	VersionWorkflowType = "ModelVersionWorkflow"
 
-	// On ModelWorkflow.
-	UpdateRegister  = "register"
-	UpdateRollback  = "rollback"
-	UpdateRedeliver = "redeliver"
-	QueryProduction = "production"
+	// On ModelWorkflow. register is an update and (since modelV3) a signal: the signal queues a
+	// registration without holding one of Temporal's 10 in-flight updates of the model's workflow, and
+	// QueryRegistration answers what became of it (README, "Registering on a busy model").
+	UpdateRegister    = "register"
+	SignalRegister    = "register"
+	QueryRegistration = "registration"
+	UpdateRollback    = "rollback"
+	UpdateRedeliver   = "redeliver"
+	QueryProduction   = "production"
 
 	// On ModelVersionWorkflow. approve and reject are both updates and signals.
 	UpdateApprove = "approve"
@@ -340,6 +344,41 @@ type ModelState struct {
 	// CancelRequests counts cancel requests, which the model's workflow ignores: it must keep running
 	// for as long as the model has versions.
 	CancelRequests int `json:"cancelRequests,omitempty"`
+	// Registrations are the outcomes of the latest registrations (since modelV3, at most
+	// registrationWindow, newest last), by update or signal, for QueryRegistration.
+	Registrations []RegistrationOutcome `json:"registrations,omitempty"`
+}
+
+// RegistrationOutcome is what one registration under an idempotency key came to: its result, or the
+// error that refused or failed it.
+type RegistrationOutcome struct {
+	Key       string          `json:"idempotencyKey"`
+	Result    *RegisterResult `json:"result,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	ErrorType string          `json:"errorType,omitempty"`
+	At        time.Time       `json:"at"`
+}
+
+// Registration states in RegistrationStatus.
+const (
+	// RegistrationUnknown: this workflow has no registration under the key in progress or among its
+	// latest outcomes: its signal has not arrived yet, or the outcome is older than the window (the
+	// catalog has it: the same request again answers it, as existing).
+	RegistrationUnknown    = "unknown"
+	RegistrationPending    = "pending"
+	RegistrationRegistered = "registered"
+	RegistrationFailed     = "failed"
+)
+
+// RegistrationStatus answers QueryRegistration (argument: the idempotency key).
+type RegistrationStatus struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	Key           string `json:"idempotencyKey"`
+	State         string `json:"state"`
+	// Result is set when State is registered; Error and ErrorType when it is failed.
+	Result    *RegisterResult `json:"result,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	ErrorType string          `json:"errorType,omitempty"`
 }
 
 // Delivery is a deployment event and what became of it. Status is pending (being delivered, with

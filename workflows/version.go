@@ -32,7 +32,7 @@ func ModelVersionWorkflow(ctx workflow.Context, in VersionInput) error {
 	// Histories recorded before approval policies (quorum, allowed approvers, digest binding, decision
 	// audit, reminders, external validators) replay with the single-approval behaviour they ran with.
 	w.policyV1 = workflow.GetVersion(ctx, changeApprovalPolicy, workflow.DefaultVersion, 1) >= 1
-	w.bv = workflow.GetVersion(ctx, changeVersionBehaviour, workflow.DefaultVersion, versionV1)
+	w.bv = workflow.GetVersion(ctx, changeVersionBehaviour, workflow.DefaultVersion, versionLatest)
 	if w.bv >= versionV1 && !w.policyV1 {
 		// Only a run that started before approval policies can have policyV1 off; versionV1 needs it.
 		w.bv = versionV0
@@ -325,8 +325,7 @@ func (w *versionWF) transition(ctx workflow.Context, to, actor, reason string) e
 	from := w.st.Stage
 	seq := w.st.Seq + 1
 	now := workflow.Now(ctx).UTC()
-	actx := workflow.WithActivityOptions(ctx, catalogActivityOptions)
-	if err := workflow.ExecuteActivity(actx, a.RecordTransition, catalog.Transition{
+	if err := catalogCall(ctx, w.localCatalog(), catalogActivityOptions, a.RecordTransition, catalog.Transition{
 		Model: w.in.Model, Version: w.in.Version, Seq: seq, From: from, To: to, Actor: actor, Reason: reason, At: now,
 	}).Get(ctx, nil); err != nil {
 		return err

@@ -267,18 +267,19 @@ func TestDecodeDecision(t *testing.T) {
 
 // pinBehaviour makes the workflows of env run the behaviour version v (model-behaviour and
 // version-behaviour): the tests in model_test.go and version_test.go cover the pre-v1 paths that
-// workflows started by older workers still run; *_v1_test.go cover the current ones (v 1 runs the
-// model's workflow at its newest version, which only renamed a handler since modelV1).
+// workflows started by older workers still run; *_v1_test.go cover the current ones (v 1 runs both
+// workflows at their newest versions, which since v1 renamed a handler and moved catalog calls to local
+// activities; the recorded histories replay the versions in between).
 func pinBehaviour(env *testsuite.TestWorkflowEnvironment, v workflow.Version) {
-	mv := v
+	mv, vv := v, v
 	if v == 1 {
-		mv = modelV2
+		mv, vv = modelLatest, versionLatest
 	}
 	pinModelBehaviour(env, mv)
-	env.OnGetVersion(changeVersionBehaviour, workflow.DefaultVersion, versionV1).Return(v)
+	env.OnGetVersion(changeVersionBehaviour, workflow.DefaultVersion, versionLatest).Return(vv)
 }
 
 // pinModelBehaviour makes ModelWorkflow run behaviour version v.
 func pinModelBehaviour(env *testsuite.TestWorkflowEnvironment, v workflow.Version) {
-	env.OnGetVersion(changeModelBehaviour, workflow.DefaultVersion, modelV2).Return(v)
+	env.OnGetVersion(changeModelBehaviour, workflow.DefaultVersion, modelLatest).Return(v)
 }

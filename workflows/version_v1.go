@@ -24,6 +24,11 @@ const (
 	// rejects the version; reminders missed during an outage are not fired back to back; store and
 	// validation outages are retried for a day instead of 20 attempts.
 	versionV1 workflow.Version = 1
+	// versionV2: stage transitions, decisions and refusals are written to the catalog by local
+	// activities (see catalogCall).
+	versionV2 workflow.Version = 2
+	// versionLatest is what a new run records.
+	versionLatest = versionV2
 )
 
 // Bounds of what a version's workflow keeps in memory since versionV1 (the catalog keeps everything).
@@ -192,16 +197,16 @@ func (w *versionWF) kickFlusher(ctx workflow.Context) {
 	w.flushing = true
 	workflow.Go(w.root, func(gctx workflow.Context) {
 		defer func() { w.flushing = false }()
-		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
+		opts := workflow.ActivityOptions{
 			StartToCloseTimeout: 30 * time.Second,
 			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20},
-		})
+		}
 		// Rows leave the queue only once written, so the queue is everything not yet in the catalog:
 		// what a continue-as-new carries to the next run (writes are idempotent by id).
 		for len(w.audit) > 0 || len(w.refusalsOut) > 0 {
 			if n := min(len(w.audit), auditBatch); n > 0 {
 				batch := slices.Clone(w.audit[:n])
-				if err := workflow.ExecuteActivity(actx, a.RecordDecisions, batch).Get(gctx, nil); err != nil {
+				if err := catalogCall(gctx, w.localCatalog(), opts, a.RecordDecisions, batch).Get(gctx, nil); err != nil {
 					workflow.GetLogger(gctx).Error("decisions not recorded in the catalog", "count", n, "error", err)
 				}
 				for _, d := range w.audit[:n] {
@@ -211,7 +216,7 @@ func (w *versionWF) kickFlusher(ctx workflow.Context) {
 			}
 			for len(w.refusalsOut) > 0 {
 				r := w.refusalsOut[0]
-				if err := workflow.ExecuteActivity(actx, a.RecordRefusal, r).Get(gctx, nil); err != nil {
+				if err := catalogCall(gctx, w.localCatalog(), opts, a.RecordRefusal, r).Get(gctx, nil); err != nil {
 					workflow.GetLogger(gctx).Error("refused message not recorded in the catalog", "name", r.Name, "error", err)
 				}
 				w.auditSize -= refusalBytes(r)

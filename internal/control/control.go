@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -53,15 +55,20 @@ func classify(what string, err error) error {
 // modelStart is the start of a model's workflow for update-with-start: it works before the workflow
 // exists and after an operator terminated it (a fresh run rebuilds itself from the catalog).
 func modelStart(c client.Client, model string) client.WithStartWorkflowOperation {
+	return c.NewWithStartWorkflowOperation(modelStartOptions(model),
+		workflows.ModelWorkflowType, workflows.ModelInput{SchemaVersion: workflows.SchemaVersion, Model: model})
+}
+
+func modelStartOptions(model string) client.StartWorkflowOptions {
 	summary, details := workflows.ModelStartMetadata(model)
-	return c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+	return client.StartWorkflowOptions{
 		StaticSummary:            summary,
 		StaticDetails:            details,
 		ID:                       workflows.ModelWorkflowID(model),
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.SAModelName.ValueSet(model)),
-	}, workflows.ModelWorkflowType, workflows.ModelInput{SchemaVersion: workflows.SchemaVersion, Model: model})
+	}
 }
 
 func updateWithStart(ctx context.Context, c client.Client, model, name string, arg, result any) error {
@@ -79,13 +86,109 @@ func updateWithStart(ctx context.Context, c client.Client, model, name string, a
 	return h.Get(ctx, result)
 }
 
-// Register asks the model's workflow for a new version (or the one req's idempotency key names).
+// Register asks the model's workflow for a new version (or the one req's idempotency key names). It
+// sends the register signal and asks the registration query until the outcome is there: unlike the
+// register update, a signal does not take one of the 10 updates Temporal lets a workflow have in flight,
+// so any number of training jobs may register on one model at the same moment without being refused
+// for lack of slots (README, "Registering on a busy model"). A model whose workflow run began before
+// the signal existed answers the query as unknown to it, and gets the update instead.
 func Register(ctx context.Context, c client.Client, req workflows.RegisterRequest) (workflows.RegisterResult, error) {
-	var res workflows.RegisterResult
+	res, answered, err := registerBySignal(ctx, c, req)
+	if answered {
+		return res, err
+	}
 	if err := updateWithStart(ctx, c, req.Model, workflows.UpdateRegister, req, &res); err != nil {
 		return res, classify("register", err)
 	}
 	return res, nil
+}
+
+// Polling the registration query: a registration takes one or two workflow tasks (about 0.1-0.5 s on a
+// busy two-core machine), so the first asks come soon and the later ones back off.
+const (
+	RegistrationPollFirst = 30 * time.Millisecond
+	RegistrationPollMax   = 500 * time.Millisecond
+	// A registration still unknown this long after its signal was sent is sent again (the same key: the
+	// catalog answers it if it was registered meanwhile): its run was terminated before it read the
+	// signal, or the outcome left the window of recent ones.
+	registrationResend = 5 * time.Second
+)
+
+// registerBySignal registers through the register signal and the registration query. answered is false
+// when the model's workflow run does not take the signal (it began before modelV3); the caller then
+// sends the update.
+func registerBySignal(ctx context.Context, c client.Client, req workflows.RegisterRequest) (res workflows.RegisterResult, answered bool, err error) {
+	id := workflows.ModelWorkflowID(req.Model)
+	send := func() error {
+		for attempt := 1; ; attempt++ {
+			_, err := c.SignalWithStartWorkflow(ctx, id, workflows.SignalRegister, req, modelStartOptions(req.Model),
+				workflows.ModelWorkflowType, workflows.ModelInput{SchemaVersion: workflows.SchemaVersion, Model: req.Model})
+			// While a run continues as new, Temporal refuses its signals with "workflow is closing" for a
+			// moment; the next run takes them.
+			var nr *serviceerror.WorkflowNotReady
+			if err == nil || !(errors.As(err, &nr) || strings.Contains(err.Error(), "workflow is closing")) || attempt == 50 {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if err := send(); err != nil {
+		return res, true, err
+	}
+	sent, wait := time.Now(), RegistrationPollFirst
+	for {
+		select {
+		case <-ctx.Done():
+			return res, true, fmt.Errorf("register: waiting for the outcome of %s on %s: %w", req.IdempotencyKey, id, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(wait*3/2, RegistrationPollMax)
+		st, err := registration(ctx, c, id, req.IdempotencyKey)
+		var nf *serviceerror.NotFound
+		var qf *serviceerror.QueryFailed
+		switch {
+		case errors.As(err, &qf) && strings.Contains(qf.Error(), "unknown queryType"):
+			return res, false, nil
+		case errors.As(err, &qf):
+			continue // rebuilding from the catalog, or a run's first task still to come
+		case errors.As(err, &nf):
+			st.State = workflows.RegistrationUnknown // terminated since: start it again
+		case err != nil:
+			return res, true, fmt.Errorf("register: asking %s for the outcome of %s: %w", id, req.IdempotencyKey, err)
+		}
+		switch st.State {
+		case workflows.RegistrationRegistered:
+			return *st.Result, true, nil
+		case workflows.RegistrationFailed:
+			return res, true, &RefusedError{What: "register", Message: st.Error}
+		case workflows.RegistrationUnknown:
+			if time.Since(sent) >= registrationResend || nf != nil {
+				if err := send(); err != nil {
+					return res, true, err
+				}
+				sent = time.Now()
+			}
+		}
+	}
+}
+
+func registration(ctx context.Context, c client.Client, id, key string) (workflows.RegistrationStatus, error) {
+	var st workflows.RegistrationStatus
+	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryRegistration, key)
+	if err != nil {
+		return st, err
+	}
+	if err := v.Get(&st); err != nil {
+		return st, err
+	}
+	if st.State == workflows.RegistrationRegistered && st.Result == nil {
+		return st, fmt.Errorf("%s answered registered without a result", id)
+	}
+	return st, nil
 }
 
 // Rollback puts an archived version back into production.

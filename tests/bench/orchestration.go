@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/modelreg/modelreg/internal/artifact"
-	"github.com/modelreg/modelreg/internal/catalog"
 	"github.com/modelreg/modelreg/internal/control"
 	"github.com/modelreg/modelreg/tests/bench/noop"
 	"github.com/modelreg/modelreg/workflows"
@@ -122,10 +121,7 @@ type driver struct {
 	// runs before the batch's clock starts.
 	prepare  func(ctx context.Context, model string, i int) (any, error)
 	register func(ctx context.Context, model string, prepared any) (int, error)
-	// transition returns the stage an ActivityTaskScheduled event of the version's workflow records
-	// (its RecordTransition), "" for any other activity.
-	transition func(ev *historypb.HistoryEvent) string
-	approve    func(ctx context.Context, model string, version int) error
+	approve  func(ctx context.Context, model string, version int) error
 	// modelID and versionID name the workflows whose histories are counted.
 	modelID   func(model string) string
 	versionID func(model string, version int) string
@@ -160,17 +156,6 @@ func (e *Env) registryDriver(c client.Client, w *Process) *driver {
 			res, err := control.Register(ctx, c, prepared.(workflows.RegisterRequest))
 			return res.Version, err
 		},
-		transition: func(ev *historypb.HistoryEvent) string {
-			a := ev.GetActivityTaskScheduledEventAttributes()
-			if a.GetActivityType().GetName() != "RecordTransition" || len(a.GetInput().GetPayloads()) == 0 {
-				return ""
-			}
-			var t catalog.Transition
-			if err := json.Unmarshal(a.GetInput().GetPayloads()[0].GetData(), &t); err != nil {
-				return ""
-			}
-			return t.To
-		},
 		approve: func(ctx context.Context, model string, version int) error {
 			// The digest an approver reviews, from where the API and `starter status` show it.
 			row, err := e.Catalog.GetVersion(ctx, model, version)
@@ -185,41 +170,48 @@ func (e *Env) registryDriver(c client.Client, w *Process) *driver {
 	}
 }
 
+// stageUpserted reads a stage from the search-attribute upsert that follows each transition of both
+// sides' version workflows. The transition itself is written by a local activity, whose marker does not
+// carry its input; the upsert is recorded once the workflow task that made the transition completed.
+func stageUpserted(ev *historypb.HistoryEvent) (string, bool) {
+	p := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()[workflows.SAModelStage.GetName()]
+	var stage string
+	if p == nil || json.Unmarshal(p.GetData(), &stage) != nil {
+		return "", false
+	}
+	return stage, true
+}
+
 func (e *Env) noopDriver(c client.Client, w *Process) *driver {
 	return &driver{
 		name: "baseline", worker: w,
 		prepare: func(ctx context.Context, model string, i int) (any, error) {
 			return noop.RegisterRequest{Model: model, Key: fmt.Sprintf("%s-%d", model, i)}, nil
 		},
+		// As control.Register: the register signal, then the registration query on the same schedule.
 		register: func(ctx context.Context, model string, prepared any) (int, error) {
-			op := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-				ID: noop.ModelWorkflowID(model), TaskQueue: noopTaskQueue,
-				WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-			}, noop.ModelWorkflowType, noop.ModelInput{Model: model})
-			// The key as the update's ID makes a retry after a timeout the same registration, as the
-			// registry's idempotency key does.
-			h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{StartWorkflowOperation: op,
-				UpdateOptions: client.UpdateWorkflowOptions{UpdateName: noop.UpdateRegister, Args: []any{prepared},
-					UpdateID: prepared.(noop.RegisterRequest).Key, WaitForStage: client.WorkflowUpdateStageCompleted}})
-			if err != nil {
+			req := prepared.(noop.RegisterRequest)
+			id := noop.ModelWorkflowID(model)
+			if _, err := c.SignalWithStartWorkflow(ctx, id, noop.SignalRegister, req, client.StartWorkflowOptions{
+				ID: id, TaskQueue: noopTaskQueue, WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			}, noop.ModelWorkflowType, noop.ModelInput{Model: model}); err != nil {
 				return 0, err
 			}
-			var res noop.RegisterResult
-			err = h.Get(ctx, &res)
-			return res.Version, err
-		},
-		transition: func(ev *historypb.HistoryEvent) string {
-			a := ev.GetActivityTaskScheduledEventAttributes()
-			if len(a.GetInput().GetPayloads()) == 0 {
-				return ""
+			for wait := control.RegistrationPollFirst; ; wait = min(wait*3/2, control.RegistrationPollMax) {
+				select {
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				case <-time.After(wait):
+				}
+				v, err := c.QueryWorkflow(ctx, id, "", noop.QueryRegistration, req.Key)
+				if err != nil {
+					return 0, err
+				}
+				var version int
+				if err := v.Get(&version); err != nil || version > 0 {
+					return version, err
+				}
 			}
-			var step string
-			_ = json.Unmarshal(a.GetInput().GetPayloads()[0].GetData(), &step)
-			to, _ := strings.CutPrefix(step, noop.TransitionStep)
-			if to == step {
-				return ""
-			}
-			return to
 		},
 		approve: func(ctx context.Context, model string, version int) error {
 			h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: noop.VersionWorkflowID(model, version),
@@ -417,7 +409,7 @@ func lifecycle(ctx context.Context, c client.Client, d *driver, model string, pr
 		return steps, fmt.Errorf("register: %w", err)
 	}
 	lap(0)
-	w := watchStage(ctx, c, d, d.versionID(model, v))
+	w := watchStage(ctx, c, d.versionID(model, v))
 	if err := w.until(workflows.StagePendingApproval); err != nil {
 		return steps, err
 	}
@@ -455,25 +447,19 @@ func retryRefused(ctx context.Context, f func() error) error {
 }
 
 // stageWatch follows a version's stage in its history, long-polling it: a stage is reached when the
-// workflow task that applied its RecordTransition completes, which is when the stage query would first
+// workflow task that applied its transition completes, which is when the stage query would first
 // answer it. The registry offers no way to wait for a stage, and polling a query (`starter register
 // --wait` polls describe) costs a round trip through the server and the worker each time: 16 clients
 // polling every 100 ms while they wait seconds behind a hot model's promotions took a large part of
 // this 2-core machine, on both sides alike, and the measurement measured the polling.
 type stageWatch struct {
-	d     *driver
 	it    client.HistoryEventIterator
 	id    string
 	stage string
-	// scheduled maps the RecordTransition activities scheduled so far to their stage; applied is the
-	// stage of one completed, until the workflow task that applies it completes.
-	scheduled map[int64]string
-	applied   string
 }
 
-func watchStage(ctx context.Context, c client.Client, d *driver, id string) *stageWatch {
-	return &stageWatch{d: d, id: id, scheduled: map[int64]string{},
-		it: c.GetWorkflowHistory(ctx, id, "", true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)}
+func watchStage(ctx context.Context, c client.Client, id string) *stageWatch {
+	return &stageWatch{id: id, it: c.GetWorkflowHistory(ctx, id, "", true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)}
 }
 
 func (w *stageWatch) until(want string) error {
@@ -489,19 +475,8 @@ func (w *stageWatch) until(want string) error {
 		if err != nil {
 			return fmt.Errorf("%s: waiting for %s (stage %q): %w", w.id, want, w.stage, err)
 		}
-		switch ev.GetEventType() {
-		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-			if to := w.d.transition(ev); to != "" {
-				w.scheduled[ev.GetEventId()] = to
-			}
-		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-			if to, ok := w.scheduled[ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()]; ok {
-				w.applied = to
-			}
-		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-			if w.applied != "" {
-				w.stage, w.applied = w.applied, ""
-			}
+		if to, ok := stageUpserted(ev); ok {
+			w.stage = to
 		}
 	}
 	return nil

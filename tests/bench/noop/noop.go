@@ -1,33 +1,38 @@
 // Package noop is the orchestration benchmark's baseline: a model's entity workflow and a version's
-// lifecycle workflow with the registry's shape (the same activities, updates, child workflow, lock and
-// continue-as-new) whose activities do nothing. What the registry takes beyond this is what its own
-// work costs; what this takes is what Temporal costs for that shape on the same machine.
+// lifecycle workflow with the registry's shape (the same activities, local activities, updates,
+// search-attribute upserts, child workflow, lock and continue-as-new) whose activities do nothing. What
+// the registry takes beyond this is what its own work costs; what this takes is what Temporal costs for
+// that shape on the same machine.
 //
 // The counts come from the recorded histories of the registry's happy path, register → PendingApproval
-// → approve → Production, with the version replaced (archived) by the next one:
+// → approve → Production, with the version replaced (archived) by the next one (local activities,
+// since modelV3 and versionV2, marked "local"):
 //
-// tests/testdata/histories/version-production-archived-restored.json, events 1-66 (to Production) and
-// 70-84 (archived), the version's workflow:
+// tests/testdata/histories/version-production-archived-restored.json, events 1-41 (to Production) and
+// 45-54 (archived), the version's workflow:
 //
-//	StoreArtifacts, RecordTransition (Validating), Validate, RecordTransition (PendingApproval),
-//	update approve: RecordDecisions, RecordTransition (Approved),
-//	UpdateWorkflow (system:promote to the model, update-with-start), RecordTransition (Production)
-//	update archive (from the next version's switch): QueryWorkflow (the switch), RecordTransition (Archived)
-//	= 10 activities, 2 updates
+//	3 upserts (name, version, stage), StoreArtifacts, RecordTransition (Validating, local), Validate,
+//	RecordTransition (PendingApproval, local),
+//	update approve: RecordDecisions (local), RecordTransition (Approved, local),
+//	UpdateWorkflow (system:promote to the model, update-with-start), RecordTransition (Production, local)
+//	update archive (from the next version's switch): QueryWorkflow (the switch), RecordTransition (Archived, local)
+//	= 4 activities, 6 local activities, 2 updates, and an upsert of the stage after each transition
 //
-// tests/testdata/histories/model-promote-rollback.json, events 89-161 (v2: register, then promote
+// tests/testdata/histories/model-promote-rollback.json, events 49-91 (v2: register, then promote
 // replacing v1), the model's workflow:
 //
-//	update register: MintVersion, start child ModelVersionWorkflow
-//	update system:promote, under the model's lock: QueryWorkflow (the version), GetVersionRow,
-//	LoadModel (the fence), QueryWorkflow (the prior version), UpdateWorkflow (archive the prior),
-//	SetProductionFenced; then, outside the lock: RecordDelivery, NotifyDeployment, RecordDelivery
-//	= 10 activities, 2 updates, 1 child; a run without carried state starts with LoadModel, and the
-//	first promotion of a model has no prior version (no QueryWorkflow, no archive)
+//	update register: MintVersion (local), start child ModelVersionWorkflow
+//	update system:promote, under the model's lock: QueryWorkflow (the version), GetVersionRow (local),
+//	LoadModel (local, the fence), QueryWorkflow (the prior version), UpdateWorkflow (archive the prior),
+//	SetProductionFenced (local); then, outside the lock: RecordDelivery (local), NotifyDeployment,
+//	RecordDelivery (local)
+//	= 4 activities, 6 local activities, 2 updates, 1 child; a run without carried state starts with
+//	LoadModel (local) and upserts the model's name, and the first promotion of a model has no prior
+//	version (no QueryWorkflow, no archive)
 //
-// Left out, because they are neither activities nor updates: search attribute upserts (6 per version),
-// the switch's SideEffect, current details, and the work inside the registry's activities (the three
-// QueryWorkflow activities describe and query another workflow; here they return at once).
+// Left out, because they are neither activities nor updates: the switch's SideEffect, current details,
+// and the work inside the registry's activities (the three QueryWorkflow activities describe and query
+// another workflow; here they return at once).
 package noop
 
 import (
@@ -47,6 +52,8 @@ const (
 	ModelWorkflowType   = "NoopModelWorkflow"
 	VersionWorkflowType = "NoopVersionWorkflow"
 	UpdateRegister      = "register"
+	SignalRegister      = "register"
+	QueryRegistration   = "registration"
 	UpdatePromote       = "system:promote"
 	UpdateApprove       = "approve"
 	UpdateArchive       = "archive"
@@ -82,7 +89,18 @@ type ModelState struct {
 	Production int `json:"production"`
 	// Delivering is the version whose deployment event is still being delivered (0: none).
 	Delivering int `json:"delivering,omitempty"`
+	// Registered are the latest registrations' versions by key, for the registration query (the
+	// registry keeps a window of them as well).
+	Registered []KeyVersion `json:"registered,omitempty"`
 }
+
+type KeyVersion struct {
+	Key     string `json:"key"`
+	Version int    `json:"version"`
+}
+
+// registeredWindow is the registry's registrationWindow.
+const registeredWindow = 256
 
 type RegisterRequest struct {
 	Model string `json:"model"`
@@ -147,6 +165,21 @@ func step(ctx workflow.Context, opts workflow.ActivityOptions, name string) erro
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.Noop, name).Get(ctx, nil)
 }
 
+// localStep is step for what the registry runs as a local activity (its catalog calls).
+func localStep(ctx workflow.Context, opts workflow.ActivityOptions, name string) error {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: opts.StartToCloseTimeout, ScheduleToCloseTimeout: opts.ScheduleToCloseTimeout, RetryPolicy: opts.RetryPolicy})
+	return workflow.ExecuteLocalActivity(lctx, acts.Noop, name).Get(ctx, nil)
+}
+
+// The registry's search attributes (workflows/model.go), upserted where the registry upserts them: a
+// client following the history sees a stage where the registry's shows it.
+var (
+	saModelName    = temporal.NewSearchAttributeKeyKeyword("ModelName")
+	saModelVersion = temporal.NewSearchAttributeKeyInt64("ModelVersion")
+	saModelStage   = temporal.NewSearchAttributeKeyKeyword("ModelStage")
+)
+
 // ModelWorkflow is the model's entity workflow: it mints versions, starts their lifecycles, and switches
 // production one promotion at a time under a lock.
 func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
@@ -160,9 +193,42 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 	if err := workflow.SetUpdateHandler(ctx, UpdatePromote, m.promote); err != nil {
 		return err
 	}
+	// As the registry's: register also as a signal, its outcome answered by a query.
+	if err := workflow.SetQueryHandler(ctx, QueryRegistration, func(key string) (int, error) {
+		for _, kv := range m.st.Registered {
+			if kv.Key == key {
+				return kv.Version, nil
+			}
+		}
+		return 0, nil
+	}); err != nil {
+		return err
+	}
+	signals := workflow.GetSignalChannel(ctx, SignalRegister)
+	inFlight := 0
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		for {
+			var req RegisterRequest
+			signals.Receive(gctx, &req)
+			inFlight++
+			workflow.Go(gctx, func(rctx workflow.Context) {
+				defer func() { inFlight-- }()
+				res, err := m.register(rctx, req)
+				if err == nil {
+					m.st.Registered = append(m.st.Registered, KeyVersion{Key: req.Key, Version: res.Version})
+					if n := len(m.st.Registered); n > registeredWindow {
+						m.st.Registered = m.st.Registered[n-registeredWindow:]
+					}
+				}
+			})
+		}
+	})
+	if err := workflow.UpsertTypedSearchAttributes(ctx, saModelName.ValueSet(in.Model)); err != nil {
+		return err
+	}
 	if in.State == nil {
 		// The registry's fresh run rebuilds its state from the catalog before it answers.
-		if err := step(ctx, catalogOptions, "LoadModel"); err != nil {
+		if err := localStep(ctx, catalogOptions, "LoadModel"); err != nil {
 			return err
 		}
 	}
@@ -176,7 +242,8 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 	}
 	if err := workflow.Await(ctx, func() bool {
 		info := workflow.GetInfo(ctx)
-		return (info.GetCurrentHistoryLength() >= max || info.GetContinueAsNewSuggested()) && workflow.AllHandlersFinished(ctx)
+		return (info.GetCurrentHistoryLength() >= max || info.GetContinueAsNewSuggested()) && workflow.AllHandlersFinished(ctx) &&
+			inFlight == 0 && signals.Len() == 0
 	}); err != nil {
 		return err
 	}
@@ -201,7 +268,7 @@ func (m *model) register(ctx workflow.Context, req RegisterRequest) (RegisterRes
 	}
 	m.st.Last++
 	v := m.st.Last
-	if err := step(ctx, mintOptions, "MintVersion"); err != nil {
+	if err := localStep(ctx, mintOptions, "MintVersion"); err != nil {
 		return RegisterResult{}, err
 	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -228,12 +295,11 @@ func (m *model) promote(ctx workflow.Context, version int) (int, error) {
 	if m.st.Production == version {
 		return version, nil
 	}
-	for _, name := range []string{"QueryWorkflow", "GetVersionRow", "LoadModel"} {
-		opts := catalogOptions
-		if name == "QueryWorkflow" {
-			opts = queryOptions
-		}
-		if err := step(ctx, opts, name); err != nil {
+	if err := step(ctx, queryOptions, "QueryWorkflow"); err != nil {
+		return 0, err
+	}
+	for _, name := range []string{"GetVersionRow", "LoadModel"} {
+		if err := localStep(ctx, catalogOptions, name); err != nil {
 			return 0, err
 		}
 	}
@@ -247,7 +313,7 @@ func (m *model) promote(ctx workflow.Context, version int) (int, error) {
 			return 0, err
 		}
 	}
-	if err := step(ctx, catalogOptions, "SetProductionFenced"); err != nil {
+	if err := localStep(ctx, catalogOptions, "SetProductionFenced"); err != nil {
 		return 0, err
 	}
 	m.st.Production = version
@@ -256,7 +322,7 @@ func (m *model) promote(ctx workflow.Context, version int) (int, error) {
 	if m.st.Delivering != 0 {
 		m.cancelDelivery()
 		m.st.Delivering = 0
-		_ = step(ctx, recordDeliveryOptions, "RecordDelivery")
+		_ = localStep(ctx, recordDeliveryOptions, "RecordDelivery")
 	}
 	m.st.Delivering = version
 	m.runDelivery()
@@ -268,14 +334,14 @@ func (m *model) runDelivery() {
 	dctx, cancel := workflow.WithCancel(m.root)
 	m.cancelDelivery = cancel
 	workflow.Go(dctx, func(gctx workflow.Context) {
-		_ = step(gctx, recordDeliveryOptions, "RecordDelivery")
+		_ = localStep(gctx, recordDeliveryOptions, "RecordDelivery")
 		_ = step(gctx, deliveryOptions, "NotifyDeployment")
 		if m.st.Delivering != v {
 			return // superseded meanwhile
 		}
 		m.st.Delivering = 0
 		nctx, _ := workflow.NewDisconnectedContext(gctx)
-		_ = step(nctx, recordDeliveryOptions, "RecordDelivery")
+		_ = localStep(nctx, recordDeliveryOptions, "RecordDelivery")
 	})
 }
 
@@ -288,11 +354,12 @@ func VersionWorkflow(ctx workflow.Context, in VersionInput) error {
 		return err
 	}
 	transition := func(ctx workflow.Context, to string) error {
-		if err := step(ctx, catalogOptions, TransitionStep+to); err != nil {
+		if err := localStep(ctx, catalogOptions, TransitionStep+to); err != nil {
 			return err
 		}
 		stage = to
-		return nil
+		return workflow.UpsertTypedSearchAttributes(ctx, saModelName.ValueSet(in.Model),
+			saModelVersion.ValueSet(int64(in.Version)), saModelStage.ValueSet(stage))
 	}
 	if err := workflow.SetUpdateHandler(ctx, UpdateApprove, func(ctx workflow.Context, d Decision) (string, error) {
 		if stage != StagePendingApproval || approved {
@@ -321,6 +388,11 @@ func VersionWorkflow(ctx workflow.Context, in VersionInput) error {
 		return err
 	}
 
+	for _, sa := range []temporal.SearchAttributeUpdate{saModelName.ValueSet(in.Model), saModelVersion.ValueSet(int64(in.Version)), saModelStage.ValueSet(stage)} {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, sa); err != nil {
+			return err
+		}
+	}
 	if err := step(ctx, storeOptions, "StoreArtifacts"); err != nil {
 		return err
 	}
@@ -336,7 +408,7 @@ func VersionWorkflow(ctx workflow.Context, in VersionInput) error {
 	if err := workflow.Await(ctx, func() bool { return approved }); err != nil {
 		return err
 	}
-	if err := step(ctx, auditOptions, "RecordDecisions"); err != nil {
+	if err := localStep(ctx, auditOptions, "RecordDecisions"); err != nil {
 		return err
 	}
 	if err := transition(ctx, StageApproved); err != nil {
