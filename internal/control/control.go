@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
 
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/workflows"
@@ -124,15 +125,14 @@ func registerBySignal(ctx context.Context, c client.Client, req workflows.Regist
 			_, err := c.SignalWithStartWorkflow(ctx, id, workflows.SignalRegister, req, modelStartOptions(req.Model),
 				workflows.ModelWorkflowType, workflows.ModelInput{SchemaVersion: workflows.SchemaVersion, Model: req.Model})
 			// While a run continues as new, Temporal refuses its signals with "workflow is closing" for a
-			// moment; the next run takes them.
-			var nr *serviceerror.WorkflowNotReady
-			if err == nil || !(errors.As(err, &nr) || strings.Contains(err.Error(), "workflow is closing")) || attempt == 50 {
+			// moment, and the next run takes them; while Temporal restarts, it is unavailable.
+			if err == nil || !transient(ctx, err) {
 				return err
 			}
 			select {
 			case <-ctx.Done():
 				return err
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, time.Second)):
 			}
 		}
 	}
@@ -157,6 +157,10 @@ func registerBySignal(ctx context.Context, c client.Client, req workflows.Regist
 			continue // rebuilding from the catalog, or a run's first task still to come
 		case errors.As(err, &nf):
 			st.State = workflows.RegistrationUnknown // terminated since: start it again
+		case err != nil && transient(ctx, err):
+			// Temporal restarting, or no worker to answer yet: the signal is recorded, and the outcome
+			// comes once they are back, as an update's would.
+			continue
 		case err != nil:
 			return res, true, fmt.Errorf("register: asking %s for the outcome of %s: %w", id, req.IdempotencyKey, err)
 		}
@@ -174,6 +178,22 @@ func registerBySignal(ctx context.Context, c client.Client, req workflows.Regist
 			}
 		}
 	}
+}
+
+// transient is true for an error that asking again may cure, while ctx lasts.
+func transient(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var nr *serviceerror.WorkflowNotReady
+	if errors.As(err, &nr) || strings.Contains(err.Error(), "workflow is closing") {
+		return true
+	}
+	switch serviceerror.ToStatus(err).Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted, codes.Canceled:
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
 }
 
 func registration(ctx context.Context, c client.Client, id, key string) (workflows.RegistrationStatus, error) {
