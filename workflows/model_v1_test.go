@@ -566,3 +566,29 @@ func TestModelV3RegistrationOutcomesBounded(t *testing.T) {
 	require.Equal(t, "10", m.st.Registrations[0].Key, "the oldest go first")
 	require.Equal(t, 99, m.st.Registrations[registrationWindow-1].Result.Version, "a key noted again moves to the end, once")
 }
+
+// A model's workflow continues as new only once the register signals that arrived are read and done,
+// carrying their outcomes: the SDK does not carry unread signals to the next run. (Temporal itself
+// refuses a continue-as-new while signals arrive during its workflow task; the test environment delivers
+// signals in a task after the callback that sent them, hence the two callbacks.)
+func TestModelV3ContinueAsNewWaitsForRegisterSignals(t *testing.T) {
+	fc := &fakeCatalog{}
+	env := newModelEnvV1(t, fc)
+	env.RegisterDelayedCallback(func() {
+		for i := range 5 {
+			env.SignalWorkflow(SignalRegister, registerReq(fmt.Sprintf("late-%d", i)))
+		}
+	}, time.Second)
+	env.RegisterDelayedCallback(func() { env.SetCurrentHistoryLength(10_000) }, time.Second+time.Millisecond)
+	env.RegisterDelayedCallback(func() {}, time.Minute)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next ModelInput
+	require.NoError(t, NewDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, 5, next.State.LastVersion, "every signal minted before the run ended")
+	require.Len(t, next.State.Registrations, 5)
+	for _, o := range next.State.Registrations {
+		require.NotNil(t, o.Result, "%+v", o)
+	}
+}

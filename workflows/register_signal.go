@@ -25,8 +25,17 @@ func (m *modelWF) receiveRegistrations(ctx workflow.Context) {
 	m.registerSignals = workflow.GetSignalChannelWithOptions(ctx, SignalRegister, workflow.SignalChannelOptions{Description: descRegisterSignal})
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		for {
+			// Not a blocking Receive: the SDK hands a signal to a receiver blocked on the channel before
+			// that coroutine runs, outside the channel's buffer, where the continue-as-new condition
+			// (registrationsIdle) cannot see it, and a run could end with it unread. Waiting on Len keeps
+			// every unread signal in the buffer.
+			if err := workflow.Await(gctx, func() bool { return m.registerSignals.Len() > 0 }); err != nil {
+				return
+			}
 			var raw RawPayload
-			m.registerSignals.Receive(gctx, &raw)
+			if !m.registerSignals.ReceiveAsync(&raw) {
+				continue
+			}
 			m.signalRegistrations++
 			workflow.Go(gctx, func(rctx workflow.Context) {
 				defer func() { m.signalRegistrations-- }()
