@@ -24,15 +24,16 @@ func TestBenchShort(t *testing.T) {
 	bySuite := map[string]int{}
 	for _, f := range rep.Figures {
 		bySuite[f.Suite]++
-		if len(f.Registry) != opts.Rounds {
-			t.Errorf("%s/%s: %d registry values for %d rounds", f.Suite, f.Name, len(f.Registry), opts.Rounds)
+		rounds := opts.roundsOf(f.Suite)
+		if len(f.Registry) != rounds {
+			t.Errorf("%s/%s: %d registry values for %d rounds", f.Suite, f.Name, len(f.Registry), rounds)
 		}
 		for _, v := range append(append([]float64{}, f.Registry...), f.Base...) {
 			if !(v > 0) {
 				t.Errorf("%s/%s: value %v is not a measurement: %+v", f.Suite, f.Name, v, f)
 			}
 		}
-		if f.Baseline != "" && (len(f.Base) != opts.Rounds || !(f.RatioMedian > 0)) {
+		if f.Baseline != "" && (len(f.Base) != rounds || !(f.RatioMedian > 0)) {
 			t.Errorf("%s/%s: baseline %q measured %d times, ratio %v", f.Suite, f.Name, f.Baseline, len(f.Base), f.RatioMedian)
 		}
 	}

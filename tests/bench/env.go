@@ -196,14 +196,21 @@ func (p *Process) Stop() {
 }
 
 // PeakRSSMiB is the process's peak resident set size (VmHWM) since it started or since ResetPeak.
-func (p *Process) PeakRSSMiB() float64 {
+func (p *Process) PeakRSSMiB() float64 { return p.statusMiB("VmHWM:") }
+
+// RSSMiB is the process's resident set size now (VmRSS): what a process holds while it waits, which its
+// peak, set by whatever it did before, cannot tell.
+func (p *Process) RSSMiB() float64 { return p.statusMiB("VmRSS:") }
+
+// statusMiB reads a field in kB of the process's /proc status, in MiB (0 once the process is gone).
+func (p *Process) statusMiB(field string) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
 			return kb / 1024
 		}

@@ -6,6 +6,7 @@
 //	go run ./tests/bench                      # every suite, 3 rounds, 1 GiB, 100 lifecycles (about 20 minutes)
 //	go run ./tests/bench -short               # small sizes, 1 round (what the test command runs)
 //	go run ./tests/bench -suites ingest -rounds 5 -json bench.json
+//	go run ./tests/bench -suites pending -pending 500   # 500 lifecycles parked, then approved
 //
 // It starts the servers it needs the way the tests do (internal/testenv: PostgreSQL, versitygw and a
 // Temporal dev server on free loopback ports) and stops them before it exits. docs/benchmarks.md shows
@@ -37,24 +38,41 @@ type Options struct {
 	// Clients concurrent clients.
 	Lifecycles int
 	Clients    int
+	// Pending is the number of lifecycles the pending suite parks in PendingApproval on one worker
+	// before it approves them all, in PendingRounds rounds (it ignores Rounds: one round of 5,000 takes
+	// tens of minutes a side).
+	Pending       int
+	PendingRounds int
 	// Verbose logs what each step does to stderr.
 	Verbose bool
 }
 
 // allSuites in the order they run (and are reported).
-var allSuites = []string{"ingest", "orchestration", "read", "scale"}
+var allSuites = []string{"ingest", "orchestration", "read", "scale", "pending"}
 
 // suites maps a suite's name to its function; each adds its figures to the report.
 var suites = map[string]func(*Env, *Report){}
 
 func defaults(short bool) Options {
 	if short {
-		return Options{Short: true, Rounds: 1, Suites: allSuites, IngestBytes: 24 << 20, IngestFiles: 12, Lifecycles: 12, Clients: 4}
+		// 12 parked, not more: an approval takes about 1.3 s to Production on each side even unloaded,
+		// so with 4 clients 24 made the pending suite 33 s of TestBenchShort's minute.
+		return Options{Short: true, Rounds: 1, Suites: allSuites, IngestBytes: 24 << 20, IngestFiles: 12, Lifecycles: 12, Clients: 4,
+			Pending: 12, PendingRounds: 1}
 	}
 	// 100 lifecycles per orchestration figure keep a full run near 20 minutes on 2 cores (one model
 	// promotes about one version a second, and each figure runs baseline and registry each round);
 	// -lifecycles 500 is the size, about an hour.
-	return Options{Rounds: 3, Suites: allSuites, IngestBytes: 1 << 30, IngestFiles: 200, Lifecycles: 100, Clients: 16}
+	return Options{Rounds: 3, Suites: allSuites, IngestBytes: 1 << 30, IngestFiles: 200, Lifecycles: 100, Clients: 16,
+		Pending: 5000, PendingRounds: 1}
+}
+
+// roundsOf is how many rounds a suite runs, so many registry values each of its figures has.
+func (o Options) roundsOf(suite string) int {
+	if suite == "pending" {
+		return o.PendingRounds
+	}
+	return o.Rounds
 }
 
 func main() {
@@ -64,7 +82,9 @@ func main() {
 	size := flag.Int64("ingest-mib", 0, "ingest suite: artifact size in MiB (default 1024, 24 with -short)")
 	files := flag.Int("ingest-files", 0, "ingest suite: the number of files the artifact is split into for the many-files figure (default 200)")
 	lifecycles := flag.Int("lifecycles", 0, "orchestration suite: registrations taken to Production per figure (default 100)")
-	clients := flag.Int("clients", 0, "orchestration suite: concurrent clients (default 16)")
+	clients := flag.Int("clients", 0, "orchestration and pending suites: concurrent clients (default 16)")
+	pending := flag.Int("pending", 0, "pending suite: lifecycles parked in PendingApproval on one worker, then approved (default 5000, 12 with -short)")
+	pendingRounds := flag.Int("pending-rounds", 0, "pending suite: rounds, whatever -rounds says (default 1)")
 	jsonPath := flag.String("json", "bench.json", "write the report as JSON to this file (empty: do not)")
 	verbose := flag.Bool("v", false, "log each step to stderr")
 	plotDir := flag.String("plot-dir", "", "draw the report's plots (SVG) into this directory")
@@ -99,6 +119,12 @@ func main() {
 	}
 	if *clients > 0 {
 		opts.Clients = *clients
+	}
+	if *pending > 0 {
+		opts.Pending = *pending
+	}
+	if *pendingRounds > 0 {
+		opts.PendingRounds = *pendingRounds
 	}
 	opts.Verbose = *verbose
 	opts.Suites = nil

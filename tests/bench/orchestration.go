@@ -311,18 +311,7 @@ func (e *Env) runBatch(ctx context.Context, c client.Client, d *driver, models [
 	clients := e.Opts.Clients
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(n)*5*time.Second)
 	defer cancel()
-	prepared := make([]any, n)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i := range n {
-		g.Go(func() (err error) {
-			prepared[i], err = d.prepare(gctx, models[i%len(models)], i)
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		e.T.Fatalf("orchestration %s: prepare: %v", d.name, err)
-	}
+	prepared := e.prepareAll(ctx, "orchestration", d, models, n)
 
 	lat := make([]time.Duration, n)
 	refused := make([]int64, n)
@@ -346,7 +335,7 @@ func (e *Env) runBatch(ctx context.Context, c client.Client, d *driver, models [
 			}
 		}
 	}()
-	g, gctx = errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	for range clients {
 		g.Go(func() error {
 			for {
@@ -387,6 +376,23 @@ func (e *Env) runBatch(ctx context.Context, c client.Client, d *driver, models [
 		res.refusedAttempts += r
 	}
 	return res
+}
+
+// prepareAll prepares n registrations, the i-th on models[i % len(models)], before a batch's clock starts.
+func (e *Env) prepareAll(ctx context.Context, suite string, d *driver, models []string, n int) []any {
+	prepared := make([]any, n)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range n {
+		g.Go(func() (err error) {
+			prepared[i], err = d.prepare(gctx, models[i%len(models)], i)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		e.T.Fatalf("%s %s: prepare: %v", suite, d.name, err)
+	}
+	return prepared
 }
 
 // lifecycle registers, waits for PendingApproval, approves and waits for Production. An update refused

@@ -131,7 +131,11 @@ func median(xs []float64) float64 {
 
 // WriteTable prints the figures as a table.
 func (r *Report) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "modelreg bench, %s, %d CPUs, %s; %d round(s), %.0f s\n\n", r.Started.Format(time.RFC3339), r.Machine.CPUs, r.Machine.CPUModel, r.Options.Rounds, r.WallSeconds)
+	rounds := fmt.Sprintf("%d round(s)", r.Options.Rounds)
+	if contains(r.Options.Suites, "pending") && r.Options.PendingRounds != r.Options.Rounds {
+		rounds += fmt.Sprintf(" (pending: %d)", r.Options.PendingRounds)
+	}
+	fmt.Fprintf(w, "modelreg bench, %s, %d CPUs, %s; %s, %.0f s\n\n", r.Started.Format(time.RFC3339), r.Machine.CPUs, r.Machine.CPUModel, rounds, r.WallSeconds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "suite\tfigure\tregistry\tbaseline\tratio median (min)\ttarget\textra")
 	for _, f := range r.Figures {
