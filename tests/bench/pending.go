@@ -175,7 +175,7 @@ func (e *Env) parkAndApprove(ctx context.Context, c client.Client, d *driver, mo
 			return fmt.Errorf("register %d on %s: %w", i, m, err)
 		}
 		versions[i] = v
-		return watchStage(ctx, c, d, d.versionID(m, v)).until(workflows.StagePendingApproval)
+		return watchStage(ctx, c, d.versionID(m, v)).until(workflows.StagePendingApproval)
 	})
 	if err != nil {
 		e.T.Fatalf("pending %s: %v", d.name, err)
@@ -197,7 +197,7 @@ func (e *Env) parkAndApprove(ctx context.Context, c client.Client, d *driver, mo
 		t0 := time.Now()
 		// Followed from the start of its history, as an approver who comes back to a version parked
 		// long ago would, rather than on a stream kept open since it was registered.
-		w := watchStage(ctx, c, d, d.versionID(m, v))
+		w := watchStage(ctx, c, d.versionID(m, v))
 		if err := retryRefused(ctx, func() error { return d.approve(ctx, m, v) }); err != nil {
 			return fmt.Errorf("approve %s v%d: %w", m, v, err)
 		}
