@@ -3,7 +3,7 @@
 // fastest upload configuration found in the same run, a no-op workflow with the same activities and
 // updates, a primary-key lookup), alternated over several rounds, and reported as their ratio.
 //
-//	go run ./tests/bench                      # every suite, 3 rounds, 1 GiB, 100 lifecycles (about 20 minutes)
+//	go run ./tests/bench                      # every suite, 3 rounds, 1 GiB, 100 lifecycles, 5,000 parked (about 80 minutes)
 //	go run ./tests/bench -short               # small sizes, 1 round (what the test command runs)
 //	go run ./tests/bench -suites ingest -rounds 5 -json bench.json
 //	go run ./tests/bench -suites pending -pending 500   # 500 lifecycles parked, then approved
@@ -62,7 +62,8 @@ func defaults(short bool) Options {
 	}
 	// 100 lifecycles per orchestration figure keep a full run near 20 minutes on 2 cores (one model
 	// promotes about one version a second, and each figure runs baseline and registry each round);
-	// -lifecycles 500 is the size, about an hour.
+	// -lifecycles 500 is the size, about an hour. 5,000 parked is the size too: 25 to
+	// 40 minutes a side on the same machine, so the pending suite runs one round.
 	return Options{Rounds: 3, Suites: allSuites, IngestBytes: 1 << 30, IngestFiles: 200, Lifecycles: 100, Clients: 16,
 		Pending: 5000, PendingRounds: 1}
 }
