@@ -250,3 +250,39 @@ func TestRegisterBurstOnOneModel(t *testing.T) {
 		t.Fatalf("register after the malformed signal: %s", out)
 	}
 }
+
+// TestRegisterWhileModelWorkflowTerminated: the model's workflow is terminated after it received a
+// register signal and before it could work on it (no worker was running). The starter, still asking for
+// the outcome, sends the request again, which starts a new run, and gets its version.
+func TestRegisterWhileModelWorkflowTerminated(t *testing.T) {
+	h := newHarness(t)
+	dir := filepath.Join(h.dir, "art")
+	writeFiles(t, dir, map[string]string{"model.bin": "first"})
+	h.mustStarter("register", "--model", "gone", "--dir", dir)
+	h.stopWorker()
+	writeFiles(t, dir, map[string]string{"model.bin": "second"})
+	type result struct {
+		out, errOut string
+		err         error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, errOut, err := h.starter("register", "--model", "gone", "--dir", dir)
+		done <- result{out, errOut, err}
+	}()
+	// The signal is in the model's history before the terminate.
+	waitFor(t, func() (string, bool) {
+		o := h.mustCLI("workflow", "show", "--workflow-id", "model/gone", "-o", "json")
+		return o, strings.Count(o, "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED") == 2
+	})
+	h.mustCLI("workflow", "terminate", "--workflow-id", "model/gone", "--reason", "operator error")
+	h.startWorker()
+	select {
+	case r := <-done:
+		if r.err != nil || !strings.Contains(r.out, "gone v2") {
+			t.Fatalf("register across the terminate: %v\n%s\n%s", r.err, r.out, r.errOut)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("register did not finish within 2 minutes of the worker's return")
+	}
+}

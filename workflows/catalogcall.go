@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"time"
+
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -19,12 +21,28 @@ func catalogCall(ctx workflow.Context, local bool, opts workflow.ActivityOptions
 	if !local {
 		return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activity, args...)
 	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions(opts)), activity, args...)
+}
+
+// localRetryWindow stands for "no schedule-to-close timeout" in a local activity's options. An activity
+// without one is retried for as long as its workflow runs (bounded only by its retry policy's attempts),
+// but the SDK gives a local activity without one a schedule-to-close timeout equal to its
+// start-to-close: every attempt after the first 10 seconds would be cut off, and a catalog outage of a
+// minute would fail the call (and with it the model's workflow, or a version's step). A year is as good
+// as forever for an outage, and the retry policy's backoff (at most 30 s) still applies.
+const localRetryWindow = 365 * 24 * time.Hour
+
+// localOptions are opts for a local activity, with the same retry window as the activity would have.
+func localOptions(opts workflow.ActivityOptions) workflow.LocalActivityOptions {
+	lo := workflow.LocalActivityOptions{
 		StartToCloseTimeout:    opts.StartToCloseTimeout,
 		ScheduleToCloseTimeout: opts.ScheduleToCloseTimeout,
 		RetryPolicy:            opts.RetryPolicy,
-	})
-	return workflow.ExecuteLocalActivity(lctx, activity, args...)
+	}
+	if lo.ScheduleToCloseTimeout == 0 {
+		lo.ScheduleToCloseTimeout = localRetryWindow
+	}
+	return lo
 }
 
 // localCatalog reports whether this run of the model's workflow calls the catalog by local activity.

@@ -501,6 +501,7 @@ func TestModelV3RegisterSignals(t *testing.T) {
 			env.SignalWorkflow(SignalRegister, registerReq(fmt.Sprintf("k%d", i)))
 		}
 		env.SignalWorkflow(SignalRegister, "not a request")
+		env.SignalWorkflow(SignalRegister, map[string]any{"schemaVersion": 1, "model": "fraud", "idempotencyKey": "wrong-type", "metrics": map[string]string{"accuracy": "x"}})
 		wrong := registerReq("wrong-model")
 		wrong.Model = "churn"
 		env.SignalWorkflow(SignalRegister, wrong)
@@ -514,7 +515,10 @@ func TestModelV3RegisterSignals(t *testing.T) {
 			seen[st.Result.Version] = true
 			require.Equal(t, VersionWorkflowID("fraud", st.Result.Version), st.Result.WorkflowID)
 		}
-		st := query("wrong-model")
+		st := query("wrong-type")
+		require.Equal(t, RegistrationFailed, st.State, "a request that does not decode is answered under its key")
+		require.Contains(t, st.Error, "payload is not a RegisterRequest")
+		st = query("wrong-model")
 		require.Equal(t, RegistrationFailed, st.State)
 		require.Contains(t, st.Error, `request is for model "churn"`)
 		require.Equal(t, ErrTypeRefused, st.ErrorType)
@@ -539,14 +543,14 @@ func TestModelV3RegisterSignals(t *testing.T) {
 	require.ErrorAs(t, env.GetWorkflowError(), &can)
 	var next ModelInput
 	require.NoError(t, NewDataConverter().FromPayloads(can.Input, &next))
-	require.Len(t, next.State.Registrations, 17, "16 registered and the one refused under its key")
+	require.Len(t, next.State.Registrations, 18, "16 registered and the two refused under their keys")
 	require.Equal(t, 16, next.State.LastVersion)
 	var reasons []string
 	for _, r := range fc.refusals {
 		require.Equal(t, "signal", r.Via)
 		reasons = append(reasons, r.Reason)
 	}
-	require.Len(t, reasons, 3, "%q", reasons)
+	require.Len(t, reasons, 4, "%q", reasons)
 	require.Contains(t, reasons[0], "payload is not a RegisterRequest")
 }
 

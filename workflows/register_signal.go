@@ -70,11 +70,18 @@ func (m *modelWF) decodeRegisterSignal(raw RawPayload) (RegisterRequest, error) 
 	if raw.Encoding != "json/plain" {
 		return req, fmt.Errorf("payload encoding %q is not json/plain", raw.Encoding)
 	}
+	// A request refused before it decodes whole is still answered under its key when the key can be
+	// read: the sender asks by it.
+	var keyOnly struct {
+		Key string `json:"idempotencyKey"`
+	}
+	_ = decodeJSON(raw.Data, &keyOnly)
+	req.IdempotencyKey = keyOnly.Key
 	if err := checkRawMessage(raw, maxRegisterMessageBytes); err != nil {
 		return req, err
 	}
 	if err := decodeJSON(raw.Data, &req); err != nil {
-		return RegisterRequest{}, fmt.Errorf("payload is not a RegisterRequest: %v", err)
+		return RegisterRequest{IdempotencyKey: keyOnly.Key}, fmt.Errorf("payload is not a RegisterRequest: %v", err)
 	}
 	if err := req.Validate(); err != nil {
 		return req, err

@@ -109,9 +109,9 @@ func Register(ctx context.Context, c client.Client, req workflows.RegisterReques
 const (
 	RegistrationPollFirst = 30 * time.Millisecond
 	RegistrationPollMax   = 500 * time.Millisecond
-	// A registration still unknown this long after its signal was sent is sent again (the same key: the
-	// catalog answers it if it was registered meanwhile): its run was terminated before it read the
-	// signal, or the outcome left the window of recent ones.
+	// A registration without an outcome this long after its signal was sent is sent again (the same key:
+	// the catalog answers it if it was registered meanwhile): its run was terminated before it finished,
+	// or the outcome left the window of recent ones.
 	registrationResend = 5 * time.Second
 )
 
@@ -150,32 +150,32 @@ func registerBySignal(ctx context.Context, c client.Client, req workflows.Regist
 		st, err := registration(ctx, c, id, req.IdempotencyKey)
 		var nf *serviceerror.NotFound
 		var qf *serviceerror.QueryFailed
+		resend := time.Since(sent) >= registrationResend
 		switch {
 		case errors.As(err, &qf) && strings.Contains(qf.Error(), "unknown queryType"):
 			return res, false, nil
-		case errors.As(err, &qf):
-			continue // rebuilding from the catalog, or a run's first task still to come
 		case errors.As(err, &nf):
-			st.State = workflows.RegistrationUnknown // terminated since: start it again
-		case err != nil && transient(ctx, err):
-			// Temporal restarting, or no worker to answer yet: the signal is recorded, and the outcome
-			// comes once they are back, as an update's would.
-			continue
+			resend = true // terminated since and gone: start it again
+		case errors.As(err, &qf), err != nil && transient(ctx, err):
+			// Rebuilding from the catalog, Temporal restarting, no worker to answer yet, or a run that
+			// ended (terminated, failed) without reading the signal and cannot answer: the signal is
+			// recorded, and the outcome comes once they are back, as an update's would; a run that ended
+			// takes the request again when it is sent again, which starts a new run.
 		case err != nil:
 			return res, true, fmt.Errorf("register: asking %s for the outcome of %s: %w", id, req.IdempotencyKey, err)
-		}
-		switch st.State {
-		case workflows.RegistrationRegistered:
+		case st.State == workflows.RegistrationRegistered:
 			return *st.Result, true, nil
-		case workflows.RegistrationFailed:
+		case st.State == workflows.RegistrationFailed:
 			return res, true, &RefusedError{What: "register", Message: st.Error}
-		case workflows.RegistrationUnknown:
-			if time.Since(sent) >= registrationResend || nf != nil {
-				if err := send(); err != nil {
-					return res, true, err
-				}
-				sent = time.Now()
+		}
+		// Pending for a while is sent again too: a query of a run that ended (terminated) after the
+		// signal arrived replays it to pending for ever, and sending again is what starts a new run.
+		// To a run that is working on it, the same key again only waits for the first.
+		if resend {
+			if err := send(); err != nil {
+				return res, true, err
 			}
+			sent = time.Now()
 		}
 	}
 }
