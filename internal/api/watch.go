@@ -99,23 +99,46 @@ func (w *watcher) scan(ctx context.Context) time.Duration {
 	defer w.mu.Unlock()
 	w.loaded = true
 	w.scans++
-	for m, subs := range w.subs {
-		v, ok := w.views[m]
-		kept := subs[:0]
-		for _, s := range subs {
-			if ok && !sameState(v.st, s.baseline) {
-				close(s.fired)
-				continue
-			}
-			kept = append(kept, s)
-		}
-		if len(kept) == 0 {
-			delete(w.subs, m)
-		} else {
-			w.subs[m] = kept
-		}
+	for m := range w.subs {
+		w.fireLocked(m)
 	}
 	return query
+}
+
+// fireLocked wakes the watchers of model whose baseline its view no longer matches; w.mu is held.
+func (w *watcher) fireLocked(model string) {
+	v, ok := w.views[model]
+	subs := w.subs[model]
+	kept := subs[:0]
+	for _, s := range subs {
+		if ok && !sameState(v.st, s.baseline) {
+			close(s.fired)
+			continue
+		}
+		kept = append(kept, s)
+	}
+	if len(kept) == 0 {
+		delete(w.subs, model)
+	} else {
+		w.subs[model] = kept
+	}
+}
+
+// refresh rebuilds one model's view now, after a switch made through this API (a rollback): its caller
+// reads production back at once and must find what it just did, not the view of up to an interval ago.
+// A view already newer (a scan that ran meanwhile) is kept.
+func (w *watcher) refresh(ctx context.Context, model string) {
+	out, st, err := w.load(ctx, model)
+	if err != nil {
+		return // the next scan builds it
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if v, ok := w.views[model]; ok && v.st.Seq > st.Seq {
+		return
+	}
+	w.views[model] = &view{st: st, out: out}
+	w.fireLocked(model)
 }
 
 // cached is the model's production answer from the last scan, if it has one.

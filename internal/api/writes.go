@@ -185,6 +185,7 @@ func (s *Server) rollback(ctx context.Context, in *rollbackInput) (*rollbackOutp
 	if err != nil {
 		return nil, temporalError(err)
 	}
+	s.watch.refresh(ctx, in.Model)
 	return &rollbackOutput{Body: res}, nil
 }
 
