@@ -370,7 +370,7 @@ func TestFaultTemporalRestarted(t *testing.T) {
 	t.Logf("temporal restarts: %d lifecycles, %d server kills, nothing lost", len(lcs), f.outages.Load())
 }
 
-// TestFaultCatalogDown: PostgreSQL is unavailable for 45 s while lifecycles run: longer than a catalog
+// TestFaultCatalogDown: PostgreSQL is unavailable for 30 s while lifecycles run: longer than a catalog
 // call's 10 s start-to-close, which a local activity without its own retry window would not outlast.
 func TestFaultCatalogDown(t *testing.T) {
 	f := newFaultHarness(t)
@@ -378,14 +378,14 @@ func TestFaultCatalogDown(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		f.pg.Stop()
 		f.outages.Add(1)
-		time.Sleep(45 * time.Second)
+		time.Sleep(30 * time.Second)
 		if err := f.pg.Start(); err != nil {
 			t.Error(err)
 		}
 	}()
 	lcs := f.runWorkload([]string{"c1", "c2"}, 10, 6*time.Minute)
 	f.checkInvariants(lcs)
-	t.Logf("catalog outage: %d lifecycles, %d outage of 45 s, nothing lost", len(lcs), f.outages.Load())
+	t.Logf("catalog outage: %d lifecycles, %d outage of 30 s, nothing lost", len(lcs), f.outages.Load())
 }
 
 // TestFaultStoreDown: the S3 server is unavailable for 20 s while lifecycles import and verify artifacts
