@@ -43,19 +43,10 @@ const manyModels = 20
 // worker process, alternating which goes first from round to round.
 func orchestration(e *Env, r *Report) {
 	ctx := context.Background()
-	// The baseline's worker starts while the registry's does; both run for the whole suite, so each
-	// side's batch has the other's idle worker polling alongside it.
-	nw := e.startProcess("noopworker", e.NoopWorkerBin, []string{"-address", e.TemporalAddress, "-task-queue", noopTaskQueue}, e.BaseEnv)
-	defer nw.Stop()
-	rw := e.StartWorker()
-	defer e.StopWorker()
-	e.waitStarted(nw, "worker started")
+	c, reg, base, stop := e.sides()
+	defer stop()
 
-	c := e.loadClient()
-	defer c.Close()
-	reg, base := e.registryDriver(c, rw), e.noopDriver(c, nw)
-
-	const baseline = "no-op entity and lifecycle workflows with the registry's activities (20), updates (4) and child per lifecycle (tests/bench/noop), on their own task queue and worker process, worker.Options{} as the registry's"
+	const baseline = "no-op entity and lifecycle workflows of the registry's shape (tests/bench/noop: per lifecycle 8 activities, 12 local activities, 3 updates, a register signal and query, a child), on their own task queue and worker process, worker.Options{} as the registry's"
 	one := &Figure{Suite: "orchestration", Name: "lifecycles to Production, one model", Unit: "lifecycles/s",
 		Baseline: baseline, Target: 0.8, Limits: map[string]float64{"refused": 0}}
 	many := &Figure{Suite: "orchestration", Name: fmt.Sprintf("lifecycles to Production, %d models", manyModels), Unit: "lifecycles/s",
@@ -110,6 +101,21 @@ func orchestration(e *Env, r *Report) {
 	}
 	r.Add(one)
 	r.Add(many)
+}
+
+// sides starts the baseline's worker and the registry's, which run for the whole suite, so that each
+// side's batch has the other's idle worker polling alongside it, and returns the clients' connection and
+// both drivers; stop ends them.
+func (e *Env) sides() (c client.Client, reg, base *driver, stop func()) {
+	nw := e.startProcess("noopworker", e.NoopWorkerBin, []string{"-address", e.TemporalAddress, "-task-queue", noopTaskQueue}, e.BaseEnv)
+	rw := e.StartWorker()
+	e.waitStarted(nw, "worker started")
+	c = e.loadClient()
+	return c, e.registryDriver(c, rw), e.noopDriver(c, nw), func() {
+		c.Close()
+		e.StopWorker()
+		nw.Stop()
+	}
 }
 
 // driver is one side of the comparison: what a client does to register a version and approve it, and

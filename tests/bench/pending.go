@@ -38,17 +38,8 @@ const sdkStickyCacheSize = 10_000
 // sizes a worker by, the MiB it holds idle and the KiB each waiting lifecycle adds.
 func pending(e *Env, r *Report) {
 	ctx := context.Background()
-	// Both workers run for the whole suite, as in orchestration: each side parks its lifecycles with the
-	// other's idle worker polling alongside.
-	nw := e.startProcess("noopworker", e.NoopWorkerBin, []string{"-address", e.TemporalAddress, "-task-queue", noopTaskQueue}, e.BaseEnv)
-	defer nw.Stop()
-	rw := e.StartWorker()
-	defer e.StopWorker()
-	e.waitStarted(nw, "worker started")
-
-	c := e.loadClient()
-	defer c.Close()
-	reg, base := e.registryDriver(c, rw), e.noopDriver(c, nw)
+	c, reg, base, stop := e.sides()
+	defer stop()
 
 	n := e.Opts.Pending
 	// At least a model per client, too: with fewer, clients would wait behind one another's promotions
