@@ -314,7 +314,6 @@ func (b batchResult) p(q float64) float64 {
 // models[i % len(models)]. The rate is lifecycles over the batch's wall time; a latency is from the
 // registration's request to the client seeing Production.
 func (e *Env) runBatch(ctx context.Context, c client.Client, d *driver, models []string, n int) batchResult {
-	clients := e.Opts.Clients
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(n)*5*time.Second)
 	defer cancel()
 	prepared := e.prepareAll(ctx, "orchestration", d, models, n)
@@ -322,46 +321,19 @@ func (e *Env) runBatch(ctx context.Context, c client.Client, d *driver, models [
 	lat := make([]time.Duration, n)
 	refused := make([]int64, n)
 	steps := make([][4]time.Duration, n)
-	var next atomic.Int64
 	cpu0, tree0 := d.worker.CPUSeconds(), treeCPU()
 	start := time.Now()
-	var done, refusedSoFar atomic.Int64
-	stopProgress := make(chan struct{})
-	defer close(stopProgress)
-	go func() {
-		// A hot model can stall for minutes; the log says how far the batch is.
-		t := time.NewTicker(15 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopProgress:
-				return
-			case <-t.C:
-				e.logf("orchestration %s: %d of %d lifecycles done after %s, %d update refusals so far", d.name, done.Load(), n, time.Since(start).Round(time.Second), refusedSoFar.Load())
-			}
+	var refusedSoFar atomic.Int64
+	err := e.eachByClients(ctx, "orchestration "+d.name, n, refused, &refusedSoFar, func(ctx context.Context, i int) error {
+		t0 := time.Now()
+		st, err := lifecycle(ctx, c, d, models[i%len(models)], prepared[i])
+		if err != nil {
+			return fmt.Errorf("lifecycle %d on %s: %w", i, models[i%len(models)], err)
 		}
-	}()
-	g, gctx := errgroup.WithContext(ctx)
-	for range clients {
-		g.Go(func() error {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return nil
-				}
-				var count atomic.Int64
-				lctx := context.WithValue(gctx, refusalsKey{}, &counter{&count, &refusedSoFar})
-				t0 := time.Now()
-				st, err := lifecycle(lctx, c, d, models[i%len(models)], prepared[i])
-				if err != nil {
-					return fmt.Errorf("lifecycle %d on %s: %w", i, models[i%len(models)], err)
-				}
-				lat[i], steps[i], refused[i] = time.Since(t0), st, count.Load()
-				done.Add(1)
-			}
-		})
-	}
-	if err := g.Wait(); err != nil {
+		lat[i], steps[i] = time.Since(t0), st
+		return nil
+	})
+	if err != nil {
 		e.T.Fatalf("orchestration %s: %v", d.name, err)
 	}
 	res := batchResult{latencies: lat, steps: steps, wall: time.Since(start)}

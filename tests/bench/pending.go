@@ -156,7 +156,7 @@ func (e *Env) parkAndApprove(ctx context.Context, c client.Client, d *driver, mo
 	refused := make([]int64, n)
 	var refusedSoFar atomic.Int64
 	start := time.Now()
-	err := e.eachByClients(ctx, "park "+d.name, n, refused, &refusedSoFar, func(ctx context.Context, i int) error {
+	err := e.eachByClients(ctx, "pending park "+d.name, n, refused, &refusedSoFar, func(ctx context.Context, i int) error {
 		m := models[i%len(models)]
 		var v int
 		if err := retryRefused(ctx, func() (err error) {
@@ -183,7 +183,7 @@ func (e *Env) parkAndApprove(ctx context.Context, c client.Client, d *driver, mo
 	res.latencies = make([]time.Duration, n)
 	cpu0 := d.worker.CPUSeconds()
 	start = time.Now()
-	err = e.eachByClients(ctx, "approve "+d.name, n, refused, &refusedSoFar, func(ctx context.Context, i int) error {
+	err = e.eachByClients(ctx, "pending approve "+d.name, n, refused, &refusedSoFar, func(ctx context.Context, i int) error {
 		m, v := models[i%len(models)], versions[i]
 		t0 := time.Now()
 		// Followed from the start of its history, as an approver who comes back to a version parked
@@ -223,7 +223,7 @@ func (e *Env) eachByClients(ctx context.Context, what string, n int, refused []i
 	stopProgress := make(chan struct{})
 	defer close(stopProgress)
 	go func() {
-		// Thousands of lifecycles take minutes; the log says how far the phase is.
+		// Thousands of lifecycles, or a hot model, take minutes; the log says how far the phase is.
 		t := time.NewTicker(15 * time.Second)
 		defer t.Stop()
 		for {
@@ -231,7 +231,7 @@ func (e *Env) eachByClients(ctx context.Context, what string, n int, refused []i
 			case <-stopProgress:
 				return
 			case <-t.C:
-				e.logf("pending %s: %d of %d done after %s, %d update refusals so far", what, done.Load(), n, time.Since(start).Round(time.Second), batch.Load())
+				e.logf("%s: %d of %d done after %s, %d update refusals so far", what, done.Load(), n, time.Since(start).Round(time.Second), batch.Load())
 			}
 		}
 	}()
