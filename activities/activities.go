@@ -133,6 +133,8 @@ type SetProductionInput struct {
 	Model   string `json:"model"`
 	Version int    `json:"version"`
 	Seq     int64  `json:"seq"`
+	// Request, if set, is the claimed request the switch answers: its outcome is written with the pointer.
+	Request *catalog.RequestDone `json:"request,omitempty"`
 }
 
 // SetProduction moves the catalog's production pointer, fenced by the model's seq.

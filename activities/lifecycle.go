@@ -178,7 +178,36 @@ func (a *Activities) SetProductionFenced(ctx context.Context, in SetProductionIn
 	if v > 0 {
 		p = &v
 	}
+	if in.Request != nil {
+		return a.Catalog.SetProductionFinishing(ctx, in.Model, p, in.Seq, *in.Request)
+	}
 	return a.Catalog.SetProduction(ctx, in.Model, p, in.Seq)
+}
+
+// ClaimRequestInput names a request to a model's workflow by its update ID, and the handler claiming it.
+type ClaimRequestInput struct {
+	Model string `json:"model"`
+	Name  string `json:"name"`
+	ID    string `json:"id"`
+	Token string `json:"token"`
+}
+
+// ClaimRequest claims a request for the handler holding Token (catalog.ClaimRequest).
+func (a *Activities) ClaimRequest(ctx context.Context, in ClaimRequestInput) (catalog.Claim, error) {
+	return a.Catalog.ClaimRequest(ctx, in.Model, in.Name, in.ID, in.Token)
+}
+
+// FinishRequestInput is the outcome of a claimed request that did not move the production pointer.
+type FinishRequestInput struct {
+	Model   string `json:"model"`
+	ID      string `json:"id"`
+	Token   string `json:"token"`
+	Outcome string `json:"outcome"`
+}
+
+// FinishRequest records the outcome of a claimed request (catalog.FinishRequest).
+func (a *Activities) FinishRequest(ctx context.Context, in FinishRequestInput) error {
+	return a.Catalog.FinishRequest(ctx, in.Model, in.ID, in.Token, in.Outcome)
 }
 
 // RecordDelivery writes the state of a deployment event to the catalog.

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
@@ -282,4 +284,93 @@ func TestModelWorkflowSurvivesReset(t *testing.T) {
 		t.Fatalf("starter check after a reset: %v\n%s%s", err, out, errOut)
 	}
 	h.recordHistory("model/reset", "model-reset-to-first-workflow-task")
+}
+
+// TestResetDoesNotReplayRollbacks resets the model's workflow to its first workflow task after a
+// rollback and after a refused rollback. Temporal re-delivers every update accepted after the reset point
+// to the new run; a rollback is not idempotent by its content (without --to it means "the last archived
+// version", which the rollback itself changed), so the new run must recognise each as handled by its
+// update ID, which the catalog kept, and leave production, the stages and the webhook alone.
+func TestResetDoesNotReplayRollbacks(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.mustStarter("policy", "set", "--model", "replay", "--webhook", h.hook.srv.URL+"/deploy")
+	// A rollback refused while nothing is archived: replayed later, it would find something to restore.
+	if _, errOut, err := h.starter("rollback", "--model", "replay", "--actor", "oncall"); err == nil {
+		t.Fatal("a rollback of a model without versions succeeded")
+	} else if !strings.Contains(errOut, "no archived version") {
+		t.Fatalf("the first rollback failed for another reason: %v\n%s", err, errOut)
+	}
+	var vs []int
+	for _, key := range []string{"a", "b"} {
+		v := h.registerSmall("replay", key, "trainer", "0.9")
+		if _, err := h.decide("approve", "replay", v, "alice", h.digestOf("replay", v)); err != nil {
+			t.Fatal(err)
+		}
+		h.waitStage("replay", v, "Production")
+		vs = append(vs, v)
+	}
+	v1, v2 := vs[0], vs[1]
+	out := h.mustStarter("rollback", "--model", "replay", "--actor", "oncall", "--reason", "latency")
+	if !strings.Contains(out, fmt.Sprintf("v%d is in production again", v1)) {
+		t.Fatalf("rollback:\n%s", out)
+	}
+	h.waitStage("replay", v2, "Archived")
+	before, err := h.catalog.GetModel(ctx, "replay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, evs := h.hook.waitEvents(t, 3)
+	if len(evs) != 3 {
+		t.Fatalf("deployment events before the reset: %v, want 3 (two promotions, one rollback)", evs)
+	}
+	refusedBefore, err := h.catalog.Refusals(ctx, "replay")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h.mustCLI("workflow", "reset", "--workflow-id", "model/replay", "--type", "FirstWorkflowTask", "--reason", "operator test")
+	// Both rollbacks come back, and both are refused as handled already, with the reason audited.
+	deadline := time.Now().Add(60 * time.Second)
+	var replays []catalog.Refusal
+	for time.Now().Before(deadline) && len(replays) < 2 {
+		time.Sleep(200 * time.Millisecond)
+		rs, err := h.catalog.Refusals(ctx, "replay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		replays = replays[:0]
+		for _, r := range rs[len(refusedBefore):] {
+			if r.Name == "rollback" && strings.Contains(r.Reason, "already handled") {
+				replays = append(replays, r)
+			}
+		}
+		if m, err := h.catalog.GetModel(ctx, "replay"); err != nil || m.Seq != before.Seq {
+			t.Fatalf("the reset moved the production pointer: %+v (before %+v) %v", m, before, err)
+		}
+	}
+	if len(replays) != 2 {
+		rs, _ := h.catalog.Refusals(ctx, "replay")
+		t.Fatalf("replayed rollbacks refused as handled: %d, want 2; refusals: %+v", len(replays), rs)
+	}
+	after, err := h.catalog.GetModel(ctx, "replay")
+	if err != nil || after.Seq != before.Seq || after.ProductionVersion == nil || *after.ProductionVersion != v1 {
+		t.Fatalf("catalog after the reset: %+v (before %+v) %v", after, before, err)
+	}
+	if s := h.queryStage("replay", v2); s != "Archived" {
+		t.Fatalf("v%d is %s after the reset, want Archived", v2, s)
+	}
+	if s := h.queryStage("replay", v1); s != "Production" {
+		t.Fatalf("v%d is %s after the reset, want Production", v1, s)
+	}
+	sleep()
+	if now, _ := h.hook.snapshot(); !reflect.DeepEqual(now, events) {
+		t.Fatalf("the reset sent deployment events: %v, before %v", now, events)
+	}
+	// The reset run still rolls back when asked anew.
+	out = h.mustStarter("rollback", "--model", "replay", "--actor", "oncall", "--reason", "after reset")
+	if !strings.Contains(out, fmt.Sprintf("v%d is in production again", v2)) {
+		t.Fatalf("a new rollback after the reset:\n%s", out)
+	}
+	h.recordHistory("model/replay", "model-reset-replays-rollbacks")
 }

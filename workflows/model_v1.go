@@ -37,8 +37,13 @@ const (
 	// modelV3: the catalog's reads and writes (mint, load, version rows, the production pointer,
 	// deliveries, refusals) run as local activities (see catalogCall).
 	modelV3 workflow.Version = 3
+	// modelV4: a rollback is acted on once per update ID, which it claims in the catalog before anything
+	// else and whose outcome it records (a reset re-delivers every update after its reset point to the
+	// new run); a switch that finds a newer change in the catalog than the run knows (a reset to an
+	// earlier point) adopts the catalog's production pointer and archive before it decides anything.
+	modelV4 workflow.Version = 4
 	// modelLatest is what a new run records.
-	modelLatest = modelV3
+	modelLatest = modelV4
 )
 
 // Bounds of what ModelWorkflow keeps in memory (and carries across continue-as-new) since modelV1.
@@ -302,6 +307,19 @@ func (m *modelWF) promoteV1(ctx workflow.Context, req PromoteRequest) (Productio
 		return ProductionResult{}, m.refuse(ctx, UpdatePromote, req.Version, req, fmt.Sprintf(
 			"promote refused: the catalog says %s v%d is %s (manifest %s), not %s with the manifest its workflow names", m.in.Model, req.Version, orNone(row.Stage), orNone(row.ManifestDigest), StageApproved))
 	}
+	if m.v >= modelV4 {
+		// What follows depends on the production version, which a reset can have left the run wrong about.
+		var snap catalog.ModelSnapshot
+		if err := pre.snap.Get(ctx, &snap); err != nil {
+			return ProductionResult{}, err
+		}
+		if m.adoptNewerCatalog(ctx, snap) {
+			pre.prior = nil
+			if m.st.Production == req.Version {
+				return m.production(), nil
+			}
+		}
+	}
 	// The comparison with the champion ran at validation; production may have changed since.
 	if info.ChampionMetric != "" && info.Champion != m.st.Production {
 		var cr activities.ChampionResult
@@ -325,10 +343,73 @@ func (m *modelWF) promoteV1(ctx workflow.Context, req PromoteRequest) (Productio
 }
 
 func (m *modelWF) rollbackV1(ctx workflow.Context, req RollbackRequest) (ProductionResult, error) {
+	var claim *catalog.RequestDone
+	if m.v >= modelV4 {
+		claim = &catalog.RequestDone{ID: workflow.GetCurrentUpdateInfo(ctx).ID}
+	}
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	if err := workflow.Await(ctx, func() bool { return m.loaded }); err != nil {
 		return ProductionResult{}, err
 	}
+	if claim == nil {
+		return m.rollbackOnce(ctx, req, nil)
+	}
+	if err := m.claimRequest(ctx, UpdateRollback, req.To, req, claim); err != nil {
+		return ProductionResult{}, err
+	}
+	res, err := m.rollbackOnce(ctx, req, claim)
+	if err != nil {
+		// A switch that moved the pointer wrote its outcome with it; this is every other ending.
+		outcome := "failed: " + rootMessage(err)
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == ErrTypeRefused {
+			outcome = "refused: " + rootMessage(err)
+		}
+		if ferr := catalogCall(ctx, true, catalogActivityOptions, a.FinishRequest, activities.FinishRequestInput{
+			Model: m.in.Model, ID: claim.ID, Token: claim.Token, Outcome: outcome,
+		}).Get(ctx, nil); ferr != nil {
+			workflow.GetLogger(ctx).Error("a rollback's outcome was not recorded; a second delivery of it would be acted on", "update", claim.ID, "error", ferr)
+		}
+	}
+	return res, err
+}
+
+// claimRequest claims, in the catalog, the update being handled under claim.ID for this handler (a
+// token of its own, a side effect, so that a reset that keeps the handler, or a retry of the claim,
+// presents the same one). An update handled before, in an earlier run or a branch a reset left, is
+// refused with what became of it.
+func (m *modelWF) claimRequest(ctx workflow.Context, name string, version int, payload any, claim *catalog.RequestDone) error {
+	token, err := randomID(ctx)
+	if err != nil {
+		return err
+	}
+	claim.Token = token
+	var cl catalog.Claim
+	if err := catalogCall(ctx, true, catalogActivityOptions, a.ClaimRequest, activities.ClaimRequestInput{
+		Model: m.in.Model, Name: name, ID: claim.ID, Token: token,
+	}).Get(ctx, &cl); err != nil {
+		return err
+	}
+	if cl.TakenOver {
+		workflow.GetLogger(ctx).Warn("a request claimed by a handler that never finished is handled again", "name", name, "update", claim.ID)
+	}
+	if cl.Mine {
+		return nil
+	}
+	outcome, at := "", ""
+	if cl.Prior.Outcome != nil {
+		outcome = *cl.Prior.Outcome
+	}
+	if cl.Prior.DoneAt != nil {
+		at = cl.Prior.DoneAt.Format(time.RFC3339)
+	}
+	return m.refuse(ctx, name, version, payload, fmt.Sprintf(
+		"%s %s was already handled at %s (%s), and a request is acted on once: this is a second delivery of it (a reset of the model's workflow re-applies the updates after its reset point, and a client may retry one), so nothing changed; production is v%d",
+		name, claim.ID, at, outcome, m.st.Production))
+}
+
+// rollbackOnce is a rollback (of the request claimed as claim since modelV4).
+func (m *modelWF) rollbackOnce(ctx workflow.Context, req RollbackRequest, claim *catalog.RequestDone) (ProductionResult, error) {
 	if strings.TrimSpace(req.Actor) == "" {
 		return ProductionResult{}, m.refuse(ctx, UpdateRollback, req.To, req, "rollback needs an actor (who is rolling back)")
 	}
@@ -343,6 +424,16 @@ func (m *modelWF) rollbackV1(ctx workflow.Context, req RollbackRequest) (Product
 		return ProductionResult{}, err
 	}
 	defer m.lock.Unlock()
+	pre := &switchReads{request: claim}
+	if m.v >= modelV4 {
+		// The target is chosen from the archive, which the run may know less of than the catalog.
+		pre.snap = catalogCall(ctx, true, catalogActivityOptions, a.LoadModel, m.in.Model)
+		var snap catalog.ModelSnapshot
+		if err := pre.snap.Get(ctx, &snap); err != nil {
+			return ProductionResult{}, err
+		}
+		m.adoptNewerCatalog(ctx, snap)
+	}
 	to := req.To
 	if to == 0 {
 		if len(m.st.Archived) == 0 {
@@ -364,17 +455,43 @@ func (m *modelWF) rollbackV1(ctx workflow.Context, req RollbackRequest) (Product
 			return ProductionResult{}, m.refuse(ctx, UpdateRollback, to, req, fmt.Sprintf("v%d of model %q is %s, not %s (production is v%d)", to, m.in.Model, stage, StageArchived, m.st.Production))
 		}
 	}
-	if err := m.switchV1(ctx, to, "rollback", req.Actor, req.Reason, true, nil); err != nil {
+	if pre.snap == nil {
+		pre = nil
+	}
+	if err := m.switchV1(ctx, to, "rollback", req.Actor, req.Reason, true, pre); err != nil {
 		return ProductionResult{}, err
 	}
 	return m.production(), nil
 }
 
 // switchReads are a switch's reads started before it (see promoteV1): the model's catalog snapshot,
-// and the query of the version in production when it started (nil: none, or not started).
+// and the query of the version in production when it started (nil: none, or not started); and the
+// claimed request the switch answers (a rollback since modelV4), whose outcome is written with the
+// pointer.
 type switchReads struct {
-	snap  workflow.Future
-	prior func(workflow.Context) (PromotionInfo, string, error)
+	snap    workflow.Future
+	prior   func(workflow.Context) (PromotionInfo, string, error)
+	request *catalog.RequestDone
+}
+
+// adoptNewerCatalog makes the run's production pointer and archive the catalog's when the catalog holds
+// a newer change than the run knows of (since modelV4). Only the model's workflow moves the pointer, so
+// a newer change was made by a run this one does not descend from: the branch a reset to an earlier
+// point left behind. Deciding from the run's memory would archive a version that is not in production
+// and restore one that is. It reports whether it adopted anything.
+func (m *modelWF) adoptNewerCatalog(ctx workflow.Context, snap catalog.ModelSnapshot) bool {
+	if m.v < modelV4 || snap.Seq <= m.st.Seq {
+		return false
+	}
+	workflow.GetLogger(ctx).Warn("the catalog holds a newer production change than this run knows of (a reset to an earlier point?); the catalog's is used",
+		"catalogSeq", snap.Seq, "catalogProduction", snap.Production, "runSeq", m.st.Seq, "runProduction", m.st.Production)
+	m.st.Production, m.st.Seq = snap.Production, snap.Seq
+	m.st.Archived = slices.Clone(snap.Archived)
+	if snap.LastVersion > m.st.LastVersion {
+		m.st.LastVersion = snap.LastVersion
+	}
+	m.refreshDetails(ctx)
+	return true
 }
 
 func randomID(ctx workflow.Context) (string, error) {
@@ -403,6 +520,9 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 	}
 	if err := pre.snap.Get(ctx, &snap); err != nil {
 		return err
+	}
+	if m.adoptNewerCatalog(ctx, snap) && pre.prior != nil {
+		pre.prior = nil // it asked about the version the run thought was in production
 	}
 	seq := max(m.st.Seq, snap.Seq) + 1
 	prior := m.st.Production
@@ -471,7 +591,13 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 		m.st.Archived = slices.DeleteFunc(m.st.Archived, func(v int) bool { return v == version })
 	}
 	var applied bool
-	if err := catalogCall(ctx, m.localCatalog(), catalogActivityOptions, a.SetProductionFenced, activities.SetProductionInput{Model: m.in.Model, Version: version, Seq: seq}).Get(ctx, &applied); err != nil {
+	setIn := activities.SetProductionInput{Model: m.in.Model, Version: version, Seq: seq}
+	if pre.request != nil {
+		done := *pre.request
+		done.Outcome = fmt.Sprintf("v%d in production (seq %d), v%d before", version, seq, prior)
+		setIn.Request = &done
+	}
+	if err := catalogCall(ctx, m.localCatalog(), catalogActivityOptions, a.SetProductionFenced, setIn).Get(ctx, &applied); err != nil {
 		return err
 	}
 	if !applied {

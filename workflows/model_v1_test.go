@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,39 @@ type fakeCatalog struct {
 	closed         map[int]string
 	rowStage       map[int]string
 	archivedClosed []int
+	// requests are the claimed requests by update ID, as the catalog keeps them.
+	requests map[string]catalog.Request
+}
+
+// claim is catalog.ClaimRequest's logic over fc.requests (the real one is tested against both
+// databases in internal/catalog).
+func (fc *fakeCatalog) claim(in activities.ClaimRequestInput) catalog.Claim {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.requests == nil {
+		fc.requests = map[string]catalog.Request{}
+	}
+	r, ok := fc.requests[in.ID]
+	switch {
+	case !ok:
+		fc.requests[in.ID] = catalog.Request{Model: in.Model, ID: in.ID, Name: in.Name, Token: in.Token}
+		return catalog.Claim{Mine: true}
+	case r.Token == in.Token:
+		return catalog.Claim{Mine: true}
+	case r.Outcome == nil:
+		r.Token = in.Token
+		fc.requests[in.ID] = r
+		return catalog.Claim{Mine: true, TakenOver: true}
+	}
+	return catalog.Claim{Prior: r}
+}
+
+func (fc *fakeCatalog) finish(id, token, outcome string) {
+	if r, ok := fc.requests[id]; ok && r.Token == token && r.Outcome == nil {
+		at := time.Now().UTC()
+		r.Outcome, r.DoneAt = &outcome, &at
+		fc.requests[id] = r
+	}
 }
 
 func newModelEnvV1(t *testing.T, fc *fakeCatalog) *testsuite.TestWorkflowEnvironment {
@@ -133,7 +167,19 @@ func newModelEnvAt(t *testing.T, fc *fakeCatalog, mv workflow.Version) *testsuit
 		}
 		fc.pointer = append(fc.pointer, in)
 		fc.snap.Production, fc.snap.Seq = in.Version, in.Seq
+		if in.Request != nil {
+			fc.finish(in.Request.ID, in.Request.Token, in.Request.Outcome)
+		}
 		return true, nil
+	})
+	env.OnActivity(a.ClaimRequest, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ClaimRequestInput) (catalog.Claim, error) {
+		return fc.claim(in), nil
+	})
+	env.OnActivity(a.FinishRequest, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.FinishRequestInput) error {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		fc.finish(in.ID, in.Token, in.Outcome)
+		return nil
 	})
 	env.OnActivity(a.NotifyDeployment, mock.Anything, mock.Anything).Return(func(_ context.Context, ev activities.DeploymentEvent) error {
 		fc.mu.Lock()
@@ -595,4 +641,100 @@ func TestModelV3ContinueAsNewWaitsForRegisterSignals(t *testing.T) {
 	for _, o := range next.State.Registrations {
 		require.NotNil(t, o.Result, "%+v", o)
 	}
+}
+
+func updateWithID(env *testsuite.TestWorkflowEnvironment, name, id string, arg any) *updateResult {
+	r := &updateResult{}
+	env.UpdateWorkflow(name, id, &testsuite.TestUpdateCallback{
+		OnAccept:   func() {},
+		OnReject:   func(err error) { r.rejected, r.done = err, true },
+		OnComplete: func(res any, err error) { r.result, r.completeErr, r.done = res, err, true },
+	}, arg)
+	return r
+}
+
+// Since modelV4 a rollback is acted on once per update ID: a second delivery of one already handled
+// (what a reset does with every update after its reset point) is refused with the first one's outcome
+// and audited, and moves nothing; one whose first handler never finished is taken over and acted on; a
+// refused rollback records its refusal as its outcome, so a replay cannot succeed later.
+func TestModelV4RollbackActedOnOncePerUpdateID(t *testing.T) {
+	done := "v2 in production (seq 4), v3 before"
+	fc := &fakeCatalog{
+		snap: catalog.ModelSnapshot{Exists: true, LastVersion: 3, Production: 3, Seq: 5, Archived: []int{1, 2}},
+		requests: map[string]catalog.Request{
+			"handled":    {Model: "fraud", ID: "handled", Name: UpdateRollback, Token: "old", Outcome: &done},
+			"unfinished": {Model: "fraud", ID: "unfinished", Name: UpdateRollback, Token: "cut-off"},
+		},
+	}
+	env := newModelEnvV1(t, fc)
+	var replay, takeover, refusedFirst *updateResult
+	env.RegisterDelayedCallback(func() {
+		replay = updateWithID(env, UpdateRollback, "handled", RollbackRequest{SchemaVersion: 1, Actor: "ops"})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		takeover = updateWithID(env, UpdateRollback, "unfinished", RollbackRequest{SchemaVersion: 1, Actor: "ops"})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		refusedFirst = updateWithID(env, UpdateRollback, "blank", RollbackRequest{SchemaVersion: 1, Actor: " "})
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, time.Hour)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+
+	require.True(t, replay.done)
+	require.NoError(t, replay.rejected)
+	require.ErrorContains(t, replay.completeErr, "rollback handled was already handled")
+	require.ErrorContains(t, replay.completeErr, done)
+	require.ErrorContains(t, replay.completeErr, "production is v3")
+
+	require.NoError(t, takeover.completeErr, "a request nobody finished is acted on")
+	require.Equal(t, 2, takeover.result.(ProductionResult).Version)
+	require.Len(t, fc.pointer, 1)
+	require.Equal(t, activities.SetProductionInput{Model: "fraud", Version: 2, Seq: 6,
+		Request: &catalog.RequestDone{ID: "unfinished", Token: fc.requests["unfinished"].Token, Outcome: "v2 in production (seq 6), v3 before"}}, fc.pointer[0])
+	require.NotEqual(t, "cut-off", fc.requests["unfinished"].Token)
+
+	require.ErrorContains(t, refusedFirst.completeErr, "needs an actor")
+	require.NotNil(t, fc.requests["blank"].Outcome)
+	require.True(t, strings.HasPrefix(*fc.requests["blank"].Outcome, "refused: rollback needs an actor"), *fc.requests["blank"].Outcome)
+
+	var names []string
+	for _, r := range fc.refusals {
+		names = append(names, r.Name+": "+r.Reason[:min(len(r.Reason), 40)])
+	}
+	require.Contains(t, names, "rollback: rollback handled was already handled at ")
+	var calls []string
+	for _, u := range fc.updates {
+		calls = append(calls, u.UpdateName+" "+u.WorkflowID)
+	}
+	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2"}, calls, "only the taken-over rollback moved anything")
+}
+
+// Since modelV4 a switch that finds a newer change in the catalog than its run knows (the run was reset
+// to an earlier point) decides from the catalog: a rollback restores the catalog's last archived
+// version and archives the version the catalog has in production, not the one the run remembers.
+func TestModelV4SwitchAdoptsANewerCatalog(t *testing.T) {
+	fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 3, Production: 3, Seq: 5, Archived: []int{1, 2}}}
+	env := newModelEnvV1(t, fc)
+	var rb *updateResult
+	env.RegisterDelayedCallback(func() { rb = update(env, UpdateRollback, RollbackRequest{SchemaVersion: 1, Actor: "ops"}) }, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, time.Hour)
+	// The run's memory is from before two switches the catalog has: v1 in production at seq 3.
+	stale := ModelState{LastVersion: 3, Production: 1, Seq: 3, Keys: map[string]int{}, Ready: map[int]bool{}}
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud", State: &stale})
+	require.NoError(t, rb.completeErr)
+	require.Equal(t, 2, rb.result.(ProductionResult).Version)
+	require.Equal(t, 3, rb.result.(ProductionResult).Previous)
+	var calls []string
+	for _, u := range fc.updates {
+		calls = append(calls, u.UpdateName+" "+u.WorkflowID)
+	}
+	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2"}, calls)
+	require.Len(t, fc.pointer, 1)
+	require.Equal(t, int64(6), fc.pointer[0].Seq)
 }

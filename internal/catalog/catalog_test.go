@@ -48,6 +48,7 @@ var contract = []struct {
 	{"SecondProduction", testSecondProduction},
 	{"Manifest", testManifest},
 	{"SetProduction", testSetProduction},
+	{"Requests", testRequests},
 	{"ListsAndOrder", testListsAndOrder},
 	{"Concurrency", testConcurrency},
 	{"PolicyValidation", testPolicyValidation},
@@ -1298,4 +1299,83 @@ func testMigrateFrom00001(t *testing.T, url string) {
 	if ds := decisions(t, c2, "fraud", 0); len(ds) != 1 || !reflect.DeepEqual(ds[0], d) {
 		t.Errorf("Decisions from a second handle = %+v, want [%+v]", ds, d)
 	}
+}
+
+// testRequests: a request is acted on by the handler that claimed it (and its retries), taken over
+// only while nothing came of it, and refused to every other delivery once it has an outcome, the
+// outcome of a switch written with the pointer itself.
+func testRequests(t *testing.T, url string) {
+	ctx := context.Background()
+	c := open(t, url)
+	create(t, c, "fraud", 1)
+	create(t, c, "fraud", 2)
+	claim := func(id, token string) catalog.Claim {
+		t.Helper()
+		cl, err := c.ClaimRequest(ctx, "fraud", "rollback", id, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	if _, err := c.ClaimRequest(ctx, "fraud", "rollback", "", "t"); err == nil {
+		t.Fatal("a claim without an id was accepted")
+	}
+	if cl := claim("u1", "a"); !cl.Mine || cl.TakenOver {
+		t.Fatalf("first claim: %+v", cl)
+	}
+	if cl := claim("u1", "a"); !cl.Mine || cl.TakenOver {
+		t.Fatalf("a retry of the same handler's claim: %+v", cl)
+	}
+	// Another delivery while nothing came of the first: the first handler was cut off.
+	if cl := claim("u1", "b"); !cl.Mine || !cl.TakenOver {
+		t.Fatalf("claim of an unfinished request: %+v", cl)
+	}
+	// The handler that lost its claim can no longer finish it.
+	if err := c.FinishRequest(ctx, "fraud", "u1", "a", "refused: stale"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.GetRequest(ctx, "fraud", "u1"); err != nil || r.Outcome != nil || r.Token != "b" {
+		t.Fatalf("request after a stale finish: %+v %v", r, err)
+	}
+	one := 1
+	applied, err := c.SetProductionFinishing(ctx, "fraud", &one, 3, catalog.RequestDone{ID: "u1", Token: "b", Outcome: "v1 in production, seq 3"})
+	if err != nil || !applied {
+		t.Fatalf("SetProductionFinishing = %v, %v", applied, err)
+	}
+	r, err := c.GetRequest(ctx, "fraud", "u1")
+	if err != nil || r.Outcome == nil || *r.Outcome != "v1 in production, seq 3" || r.DoneAt == nil {
+		t.Fatalf("request after its switch: %+v %v", r, err)
+	}
+	// A later finish does not overwrite the outcome, and every other delivery is refused with it.
+	if err := c.FinishRequest(ctx, "fraud", "u1", "b", "other"); err != nil {
+		t.Fatal(err)
+	}
+	cl := claim("u1", "c")
+	if cl.Mine || cl.Prior.Outcome == nil || *cl.Prior.Outcome != "v1 in production, seq 3" || cl.Prior.Name != "rollback" {
+		t.Fatalf("claim of a finished request: %+v", cl)
+	}
+	// A switch the fence turns away records nothing.
+	if cl := claim("u2", "d"); !cl.Mine {
+		t.Fatalf("claim of u2: %+v", cl)
+	}
+	two := 2
+	if applied, err := c.SetProductionFinishing(ctx, "fraud", &two, 2, catalog.RequestDone{ID: "u2", Token: "d", Outcome: "v2"}); err != nil || applied {
+		t.Fatalf("fenced SetProductionFinishing = %v, %v", applied, err)
+	}
+	if r, err := c.GetRequest(ctx, "fraud", "u2"); err != nil || r.Outcome != nil {
+		t.Fatalf("request after a fenced switch: %+v %v", r, err)
+	}
+	if err := c.FinishRequest(ctx, "fraud", "u2", "d", "refused: no archived version"); err != nil {
+		t.Fatal(err)
+	}
+	if cl := claim("u2", "e"); cl.Mine || *cl.Prior.Outcome != "refused: no archived version" {
+		t.Fatalf("claim of a refused request: %+v", cl)
+	}
+	// IDs are per model.
+	create(t, c, "churn", 1)
+	if cl, err := c.ClaimRequest(ctx, "churn", "rollback", "u1", "f"); err != nil || !cl.Mine {
+		t.Fatalf("the same id on another model: %+v %v", cl, err)
+	}
+	_, err = c.GetRequest(ctx, "fraud", "nope")
+	wantErr(t, "GetRequest of an unknown id", err, catalog.ErrNotFound)
 }

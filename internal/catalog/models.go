@@ -100,13 +100,38 @@ func (c *Catalog) GetPolicy(ctx context.Context, name string) (Policy, error) {
 // completes, must not read as a newer change. The version must exist (ErrNotFound otherwise); its
 // stage is recorded separately, by RecordTransition.
 func (c *Catalog) SetProduction(ctx context.Context, model string, version *int, seq int64) (applied bool, err error) {
+	return setProduction(ctx, c.db, model, version, seq)
+}
+
+// RequestDone names a claimed request (ClaimRequest) and its outcome.
+type RequestDone struct {
+	ID, Token, Outcome string
+}
+
+// SetProductionFinishing is SetProduction that, when it applies the change, records done as the
+// outcome of its request in the same transaction: a request whose switch moved the pointer is never
+// seen as unfinished, so no later delivery of it can take it over and switch again.
+func (c *Catalog) SetProductionFinishing(ctx context.Context, model string, version *int, seq int64, done RequestDone) (applied bool, err error) {
+	err = c.inTx(ctx, func(tx *sqlx.Tx) error {
+		if applied, err = setProduction(ctx, tx, model, version, seq); err != nil || !applied {
+			return err
+		}
+		if err := finishRequest(ctx, tx, model, done.ID, done.Token, done.Outcome); err != nil {
+			return fmt.Errorf("catalog: finish request %q on model %q: %w", done.ID, model, err)
+		}
+		return nil
+	})
+	return applied, err
+}
+
+func setProduction(ctx context.Context, db sqlx.ExtContext, model string, version *int, seq int64) (applied bool, err error) {
 	var pv sql.NullInt64
 	label := "none"
 	if version != nil {
 		pv = sql.NullInt64{Int64: int64(*version), Valid: true}
 		label = fmt.Sprintf("v%d", *version)
 	}
-	res, err := c.db.ExecContext(ctx, c.db.Rebind(`
+	res, err := db.ExecContext(ctx, db.Rebind(`
 		UPDATE models SET production_version = ?, seq = ?, updated_at = ?
 		WHERE name = ? AND (seq < ? OR seq = ? AND production_version IS NOT DISTINCT FROM ?)`),
 		pv, seq, now(), model, seq, seq, pv)
@@ -125,7 +150,7 @@ func (c *Catalog) SetProduction(ctx context.Context, model string, version *int,
 	}
 	// Nothing changed: either the fence held (a newer change is stored) or there is no such model.
 	var exists int
-	err = c.db.GetContext(ctx, &exists, c.db.Rebind(`SELECT 1 FROM models WHERE name = ?`), model)
+	err = sqlx.GetContext(ctx, db, &exists, db.Rebind(`SELECT 1 FROM models WHERE name = ?`), model)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, fmt.Errorf("catalog: set production of model %q: model %w", model, ErrNotFound)
 	}
