@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/modelreg/modelreg/internal/codec"
@@ -256,5 +258,26 @@ func TestWorkerTuningFromEnv(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%s: err %v, want one naming the variable", name, bad, err)
 		}
+	}
+}
+
+func TestGrpcCompressionFromEnv(t *testing.T) {
+	for v, want := range map[string]any{"": &client.GrpcCompressionNone{}, " GZIP ": &client.GrpcCompressionGzip{}, "none": &client.GrpcCompressionNone{}} {
+		t.Setenv("MODELREG_TEMPORAL_GRPC_COMPRESSION", v)
+		c, err := FromEnv()
+		if err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		opts, err := c.clientOptions(slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		if reflect.TypeOf(opts.ConnectionOptions.GrpcCompression) != reflect.TypeOf(want) {
+			t.Fatalf("%q: compression %T, want %T", v, opts.ConnectionOptions.GrpcCompression, want)
+		}
+	}
+	t.Setenv("MODELREG_TEMPORAL_GRPC_COMPRESSION", "zstd")
+	if _, err := FromEnv(); err == nil || !strings.Contains(err.Error(), "MODELREG_TEMPORAL_GRPC_COMPRESSION") || !strings.Contains(err.Error(), "gzip or none") {
+		t.Fatalf("an unknown compression: %v", err)
 	}
 }

@@ -188,7 +188,7 @@ func main() {
 func Run(t testenv.TB, opts Options) *Report {
 	start := time.Now()
 	env := newEnv(t, opts)
-	rep := &Report{Started: start.UTC(), Options: opts, Machine: machine()}
+	rep := &Report{Started: start.UTC(), Options: opts, Machine: machine(), Settings: settings()}
 	for _, s := range allSuites {
 		if !contains(opts.Suites, s) {
 			continue

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/modelreg/modelreg/internal/artifact"
+	"github.com/modelreg/modelreg/internal/config"
 	"github.com/modelreg/modelreg/internal/control"
 	"github.com/modelreg/modelreg/tests/bench/noop"
 	"github.com/modelreg/modelreg/workflows"
@@ -238,10 +239,14 @@ func (e *Env) noopDriver(c client.Client, w *Process) *driver {
 // SDK retries such a refusal by itself, so the caller's error never shows it: the count is taken under
 // the SDK's retries, per attempt.
 func (e *Env) loadClient() client.Client {
+	compression, err := config.ParseGrpcCompression(os.Getenv("MODELREG_TEMPORAL_GRPC_COMPRESSION"))
+	if err != nil {
+		e.T.Fatal(err)
+	}
 	c, err := client.Dial(client.Options{
 		HostPort: e.TemporalAddress, DataConverter: workflows.NewDataConverter(),
 		Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler)),
-		ConnectionOptions: client.ConnectionOptions{DialOptions: []grpc.DialOption{
+		ConnectionOptions: client.ConnectionOptions{GrpcCompression: compression, DialOptions: []grpc.DialOption{
 			grpc.WithChainUnaryInterceptor(countRefusals),
 		}},
 	})

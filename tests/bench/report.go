@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/modelreg/modelreg/internal/config"
 )
 
 // Report is what a run measured: the JSON file written by -json, and the table printed.
@@ -18,7 +21,9 @@ type Report struct {
 	WallSeconds float64   `json:"wallSeconds"`
 	Machine     Machine   `json:"machine"`
 	Options     Options   `json:"options"`
-	Figures     []*Figure `json:"figures"`
+	// Settings are the tunables both sides ran with (README, "Configuration"), as the workers read them.
+	Settings map[string]string `json:"settings"`
+	Figures  []*Figure         `json:"figures"`
 	// Sweep is every baseline configuration the ingest suite tried, with its rate.
 	Sweep []SweepPoint `json:"sweep,omitempty"`
 	// Curves are figures measured at several sizes (ingest rate against artifact size), for plots.
@@ -135,7 +140,12 @@ func (r *Report) WriteTable(w io.Writer) {
 	if contains(r.Options.Suites, "pending") && r.Options.PendingRounds != r.Options.Rounds {
 		rounds += fmt.Sprintf(" (pending: %d)", r.Options.PendingRounds)
 	}
-	fmt.Fprintf(w, "modelreg bench, %s, %d CPUs, %s; %s, %.0f s\n\n", r.Started.Format(time.RFC3339), r.Machine.CPUs, r.Machine.CPUModel, rounds, r.WallSeconds)
+	fmt.Fprintf(w, "modelreg bench, %s, %d CPUs, %s; %s, %.0f s\n", r.Started.Format(time.RFC3339), r.Machine.CPUs, r.Machine.CPUModel, rounds, r.WallSeconds)
+	var set []string
+	for _, k := range slices.Sorted(maps.Keys(r.Settings)) {
+		set = append(set, k+"="+r.Settings[k])
+	}
+	fmt.Fprintf(w, "settings: %s\n\n", strings.Join(set, " "))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "suite\tfigure\tregistry\tbaseline\tratio median (min)\ttarget\textra")
 	for _, f := range r.Figures {
@@ -229,6 +239,19 @@ func machine() Machine {
 		var kb int64
 		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
 			m.MemoryMiB = kb >> 10
+		}
+	}
+	return m
+}
+
+// settings are the tunables of worker and client connections in the bench's environment (which both
+// sides' workers inherit), with the defaults of those that are unset and the benchmark moved.
+func settings() map[string]string {
+	m := map[string]string{"MODELREG_TEMPORAL_GRPC_COMPRESSION": config.DefaultGrpcCompression}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "MODELREG_WORKER_") || k == "MODELREG_TEMPORAL_GRPC_COMPRESSION" {
+			m[k] = strings.TrimSpace(v)
 		}
 	}
 	return m

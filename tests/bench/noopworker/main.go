@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/modelreg/modelreg/internal/config"
 	"github.com/modelreg/modelreg/tests/bench/noop"
 	"github.com/modelreg/modelreg/workflows"
 )
@@ -37,8 +38,14 @@ func main() {
 func run(logger *slog.Logger, address, namespace, taskQueue string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Compressed as the registry's worker is: the baseline must not be tuned differently.
+	compression, err := config.ParseGrpcCompression(os.Getenv("MODELREG_TEMPORAL_GRPC_COMPRESSION"))
+	if err != nil {
+		return err
+	}
 	c, err := client.Dial(client.Options{HostPort: address, Namespace: namespace,
-		DataConverter: workflows.NewDataConverter(), Logger: log.NewStructuredLogger(logger)})
+		DataConverter: workflows.NewDataConverter(), Logger: log.NewStructuredLogger(logger),
+		ConnectionOptions: client.ConnectionOptions{GrpcCompression: compression}})
 	if err != nil {
 		return err
 	}
