@@ -210,7 +210,15 @@ func NewS3Client(ctx context.Context, cfg S3Config) (*s3.Client, error) {
 	if cfg.Region == "" {
 		cfg.Region = DefaultS3Region
 	}
-	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	// The SDK keeps at most 10 idle connections per host, fewer than the worker's activities use the
+	// store at once: every request above that dialled anew and the store accepted anew (2.5 % of a busy
+	// worker's CPU, in docs/benchmarks.md's profile). Parts of one upload go at most MaxConcurrency at
+	// a time, and activities run side by side, so keep as many as that.
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConnsPerHost = 4 * MaxConcurrency
+		t.MaxIdleConns = max(t.MaxIdleConns, 4*MaxConcurrency)
+	})
+	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region), config.WithHTTPClient(httpClient)}
 	if cfg.AccessKeyID != "" {
 		opts = append(opts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))

@@ -63,6 +63,9 @@ func startVersity(t TB, bin, addr, data, logPath string, srv S3Server) (stop fun
 		"--port", addr,
 		"--region", srv.Region,
 		"--health", "/health",
+		// Without it versitygw closes the connection after every response, so each S3 request dials
+		// anew, which AWS S3 does not make clients do: the tests and the benchmark would measure that.
+		"--keep-alive",
 		"--quiet",
 		"posix", data)
 	// Credentials go through the environment rather than argv so they do not show up in process listings.
