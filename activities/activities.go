@@ -70,6 +70,9 @@ const (
 	// ErrTypeBusy: the target refused the update for now (a model's workflow with as many promotions
 	// waiting for its lock as it takes); UpdateWorkflow sends it again shortly. Retried, not a verdict.
 	ErrTypeBusy = "Busy"
+	// ErrTypeNotMine: a write on behalf of a request (a rollback) whose claim another handler took over
+	// (catalog.ErrRequestNotMine); nothing was written.
+	ErrTypeNotMine = "NotMine"
 )
 
 // busyRetryDelay is how soon UpdateWorkflow sends an update refused as busy again: about the time one

@@ -179,7 +179,8 @@ func (a *Activities) SetProductionFenced(ctx context.Context, in SetProductionIn
 		p = &v
 	}
 	if in.Request != nil {
-		return a.Catalog.SetProductionFinishing(ctx, in.Model, p, in.Seq, *in.Request)
+		applied, err := a.Catalog.SetProductionFinishing(ctx, in.Model, p, in.Seq, *in.Request)
+		return applied, notMine(err)
 	}
 	return a.Catalog.SetProduction(ctx, in.Model, p, in.Seq)
 }
@@ -207,7 +208,29 @@ type FinishRequestInput struct {
 
 // FinishRequest records the outcome of a claimed request (catalog.FinishRequest).
 func (a *Activities) FinishRequest(ctx context.Context, in FinishRequestInput) error {
-	return a.Catalog.FinishRequest(ctx, in.Model, in.ID, in.Token, in.Outcome)
+	return notMine(a.Catalog.FinishRequest(ctx, in.Model, in.ID, in.Token, in.Outcome))
+}
+
+// RequestTargetInput is the switch a claimed request's handler decided on: Target replacing Prior.
+type RequestTargetInput struct {
+	Model  string `json:"model"`
+	ID     string `json:"id"`
+	Token  string `json:"token"`
+	Target int    `json:"target"`
+	Prior  int    `json:"prior"`
+}
+
+// SetRequestTarget records a claimed request's switch before it is made (catalog.SetRequestTarget).
+func (a *Activities) SetRequestTarget(ctx context.Context, in RequestTargetInput) error {
+	return notMine(a.Catalog.SetRequestTarget(ctx, in.Model, in.ID, in.Token, in.Target, in.Prior))
+}
+
+// notMine makes catalog.ErrRequestNotMine final: retrying cannot give the claim back.
+func notMine(err error) error {
+	if errors.Is(err, catalog.ErrRequestNotMine) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeNotMine, err)
+	}
+	return err
 }
 
 // RecordDelivery writes the state of a deployment event to the catalog.

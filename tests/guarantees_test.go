@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -373,4 +374,117 @@ func TestResetDoesNotReplayRollbacks(t *testing.T) {
 		t.Fatalf("a new rollback after the reset:\n%s", out)
 	}
 	h.recordHistory("model/replay", "model-reset-replays-rollbacks")
+}
+
+// TestResetDuringRollback resets the model's workflow while a rollback is half made: its prior is
+// archived, its target restored, and its pointer write waits on a catalog lock the test holds. The reset
+// ends that run; Temporal delivers the rollback again to the new run, which takes the unfinished request
+// over and finishes the switch its first handler decided on, while the first handler's pointer write,
+// once the lock goes, finds its claim gone and writes nothing. The result is the rollback the operator
+// asked for, once: the target in production, one deployment event, the request's outcome recorded, and
+// the operator's `starter rollback` answered with it.
+func TestResetDuringRollback(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	const m = "midflight"
+	h.mustStarter("policy", "set", "--model", m, "--webhook", h.hook.srv.URL+"/deploy")
+	var vs []int
+	for _, key := range []string{"a", "b"} {
+		v := h.registerSmall(m, key, "trainer", "0.9")
+		if _, err := h.decide("approve", m, v, "alice", h.digestOf(m, v)); err != nil {
+			t.Fatal(err)
+		}
+		h.waitStage(m, v, "Production")
+		vs = append(vs, v)
+	}
+	v1, v2 := vs[0], vs[1]
+	if _, evs := h.hook.waitEvents(t, 2); len(evs) != 2 {
+		t.Fatalf("deployment events of two promotions: %v", evs)
+	}
+	before, err := h.catalog.GetModel(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := sql.Open("postgres", h.pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lock, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback() }()
+	if _, err := lock.ExecContext(ctx, `SELECT 1 FROM models WHERE name = $1 FOR UPDATE`, m); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 1)
+	go func() {
+		out, errOut, err := h.starter("rollback", "--model", m, "--actor", "oncall", "--reason", "midflight")
+		done <- fmt.Sprintf("%v\n%s%s", err, out, errOut)
+	}()
+	// The switch has archived v2 and restored v1, and waits on the pointer.
+	h.waitStage(m, v2, "Archived")
+	h.waitStage(m, v1, "Production")
+	time.Sleep(time.Second)
+	h.mustCLI("workflow", "reset", "--workflow-id", "model/"+m, "--type", "FirstWorkflowTask", "--reason", "midflight")
+	time.Sleep(3 * time.Second)
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var after catalog.Model
+	for time.Now().Before(deadline) {
+		if after, err = h.catalog.GetModel(ctx, m); err == nil && after.ProductionVersion != nil && *after.ProductionVersion == v1 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if after.ProductionVersion == nil || *after.ProductionVersion != v1 || after.Seq != before.Seq+1 {
+		pv := "none"
+		if after.ProductionVersion != nil {
+			pv = fmt.Sprintf("v%d", *after.ProductionVersion)
+		}
+		t.Fatalf("catalog after the reset: production %s seq %d (before: v%d seq %d); want v%d, one switch later", pv, after.Seq, v2, before.Seq, v1)
+	}
+	select {
+	case out := <-done:
+		// The starter follows its update into the new run, where it was finished.
+		if !strings.HasPrefix(out, "<nil>") || !strings.Contains(out, fmt.Sprintf("v%d is in production again", v1)) {
+			t.Fatalf("the operator's rollback command across the reset: %s", out)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the rollback command did not return")
+	}
+	if s := h.queryStage(m, v1); s != "Production" {
+		t.Fatalf("v%d is %s, want Production", v1, s)
+	}
+	if s := h.queryStage(m, v2); s != "Archived" {
+		t.Fatalf("v%d is %s, want Archived", v2, s)
+	}
+	prod, err := h.catalog.ListVersions(ctx, m, catalog.StageProduction)
+	if err != nil || len(prod) != 1 || prod[0].Version != v1 {
+		t.Fatalf("production rows: %+v %v", prod, err)
+	}
+	var outcome sql.NullString
+	if err := db.QueryRowContext(ctx, `SELECT outcome FROM requests WHERE model = $1`, m).Scan(&outcome); err != nil || !strings.Contains(outcome.String, fmt.Sprintf("v%d in production", v1)) {
+		t.Fatalf("the rollback's outcome: %q %v", outcome.String, err)
+	}
+	h.hook.waitEvents(t, 3)
+	time.Sleep(2 * time.Second)
+	_, evs := h.hook.snapshot()
+	var rollbacks []activities.DeploymentEvent
+	for _, ev := range evs {
+		if ev.Kind == "rollback" {
+			rollbacks = append(rollbacks, ev)
+		}
+	}
+	if len(rollbacks) != 1 || rollbacks[0].Version != v1 || rollbacks[0].PreviousVersion != v2 {
+		t.Fatalf("rollback events: %+v, want one of v%d replacing v%d", rollbacks, v1, v2)
+	}
+	if out, errOut, err := h.starter("check", "--model", m); err != nil {
+		t.Fatalf("starter check: %v\n%s%s", err, out, errOut)
+	}
+	h.recordHistory("model/"+m, "model-reset-during-rollback")
 }

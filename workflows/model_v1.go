@@ -352,12 +352,18 @@ func (m *modelWF) rollbackV1(ctx workflow.Context, req RollbackRequest) (Product
 		return ProductionResult{}, err
 	}
 	if claim == nil {
-		return m.rollbackOnce(ctx, req, nil)
+		return m.rollbackOnce(ctx, req, nil, 0)
 	}
-	if err := m.claimRequest(ctx, UpdateRollback, req.To, req, claim); err != nil {
+	cl, err := m.claimRequest(ctx, UpdateRollback, req.To, req, claim)
+	if err != nil {
 		return ProductionResult{}, err
 	}
-	res, err := m.rollbackOnce(ctx, req, claim)
+	resume := 0
+	if cl.TakenOver && cl.Prior.Target != nil {
+		// The handler this one replaces had decided on a switch and may have half made it: finish that one.
+		resume = *cl.Prior.Target
+	}
+	res, err := m.rollbackOnce(ctx, req, claim, resume)
 	if err != nil {
 		// A switch that moved the pointer wrote its outcome with it; this is every other ending.
 		outcome := "failed: " + rootMessage(err)
@@ -365,36 +371,41 @@ func (m *modelWF) rollbackV1(ctx workflow.Context, req RollbackRequest) (Product
 		if errors.As(err, &appErr) && appErr.Type() == ErrTypeRefused {
 			outcome = "refused: " + rootMessage(err)
 		}
-		if ferr := catalogCall(ctx, true, catalogActivityOptions, a.FinishRequest, activities.FinishRequestInput{
-			Model: m.in.Model, ID: claim.ID, Token: claim.Token, Outcome: outcome,
-		}).Get(ctx, nil); ferr != nil {
-			workflow.GetLogger(ctx).Error("a rollback's outcome was not recorded; a second delivery of it would be acted on", "update", claim.ID, "error", ferr)
-		}
+		m.finishRequest(ctx, claim, outcome)
 	}
 	return res, err
+}
+
+func (m *modelWF) finishRequest(ctx workflow.Context, claim *catalog.RequestDone, outcome string) {
+	if err := catalogCall(ctx, true, catalogActivityOptions, a.FinishRequest, activities.FinishRequestInput{
+		Model: m.in.Model, ID: claim.ID, Token: claim.Token, Outcome: outcome,
+	}).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Error("a rollback's outcome was not recorded; a second delivery of it would be acted on", "update", claim.ID, "error", err)
+	}
 }
 
 // claimRequest claims, in the catalog, the update being handled under claim.ID for this handler (a
 // token of its own, a side effect, so that a reset that keeps the handler, or a retry of the claim,
 // presents the same one). An update handled before, in an earlier run or a branch a reset left, is
 // refused with what became of it.
-func (m *modelWF) claimRequest(ctx workflow.Context, name string, version int, payload any, claim *catalog.RequestDone) error {
+func (m *modelWF) claimRequest(ctx workflow.Context, name string, version int, payload any, claim *catalog.RequestDone) (catalog.Claim, error) {
 	token, err := randomID(ctx)
 	if err != nil {
-		return err
+		return catalog.Claim{}, err
 	}
 	claim.Token = token
 	var cl catalog.Claim
 	if err := catalogCall(ctx, true, catalogActivityOptions, a.ClaimRequest, activities.ClaimRequestInput{
 		Model: m.in.Model, Name: name, ID: claim.ID, Token: token,
 	}).Get(ctx, &cl); err != nil {
-		return err
+		return cl, err
 	}
 	if cl.TakenOver {
-		workflow.GetLogger(ctx).Warn("a request claimed by a handler that never finished is handled again", "name", name, "update", claim.ID)
+		workflow.GetLogger(ctx).Warn("a request claimed by a handler that never finished (its run was reset or ended) is handled again",
+			"name", name, "update", claim.ID, "decidedTarget", cl.Prior.Target)
 	}
 	if cl.Mine {
-		return nil
+		return cl, nil
 	}
 	outcome, at := "", ""
 	if cl.Prior.Outcome != nil {
@@ -403,13 +414,17 @@ func (m *modelWF) claimRequest(ctx workflow.Context, name string, version int, p
 	if cl.Prior.DoneAt != nil {
 		at = cl.Prior.DoneAt.Format(time.RFC3339)
 	}
-	return m.refuse(ctx, name, version, payload, fmt.Sprintf(
+	// The catalog's pointer, not the run's: a run reset to an earlier point remembers an older one.
+	return cl, m.refuse(ctx, name, version, payload, fmt.Sprintf(
 		"%s %s was already handled at %s (%s), and a request is acted on once: this is a second delivery of it (a reset of the model's workflow re-applies the updates after its reset point, and a client may retry one), so nothing changed; production is v%d",
-		name, claim.ID, at, outcome, m.st.Production))
+		name, claim.ID, at, outcome, cl.Production))
 }
 
-// rollbackOnce is a rollback (of the request claimed as claim since modelV4).
-func (m *modelWF) rollbackOnce(ctx workflow.Context, req RollbackRequest, claim *catalog.RequestDone) (ProductionResult, error) {
+// rollbackOnce is a rollback (of the request claimed as claim since modelV4). resume, when not 0, is
+// the target a handler of the same request decided on before a reset ended its run: the switch to it
+// is finished (whatever of it was made is made again as a no-op) instead of a target chosen anew, which
+// could pick the version that handler had already archived.
+func (m *modelWF) rollbackOnce(ctx workflow.Context, req RollbackRequest, claim *catalog.RequestDone, resume int) (ProductionResult, error) {
 	if strings.TrimSpace(req.Actor) == "" {
 		return ProductionResult{}, m.refuse(ctx, UpdateRollback, req.To, req, "rollback needs an actor (who is rolling back)")
 	}
@@ -435,24 +450,47 @@ func (m *modelWF) rollbackOnce(ctx workflow.Context, req RollbackRequest, claim 
 		m.adoptNewerCatalog(ctx, snap)
 	}
 	to := req.To
-	if to == 0 {
-		if len(m.st.Archived) == 0 {
+	if resume > 0 {
+		to = resume
+		if m.st.Production == to {
+			m.finishRequest(ctx, claim, fmt.Sprintf("v%d in production (seq %d), switched by the run before a reset", to, m.st.Seq))
+			return m.production(), nil
+		}
+	} else if to == 0 {
+		for i := len(m.st.Archived) - 1; i >= 0; i-- {
+			// Since modelV4 the archive is the catalog's, where a switch cut off by a reset may have
+			// archived the version still in production.
+			if v := m.st.Archived[i]; m.v < modelV4 || v != m.st.Production {
+				to = v
+				break
+			}
+		}
+		if to == 0 {
 			return ProductionResult{}, m.refuse(ctx, UpdateRollback, 0, req, fmt.Sprintf("model %q has no archived version to roll back to", m.in.Model))
 		}
-		to = m.st.Archived[len(m.st.Archived)-1]
 	}
 	if !slices.Contains(m.st.Archived, to) {
-		// Older than the window kept in memory: the catalog knows.
+		// Older than the window kept in memory: the catalog knows. A resumed switch may have restored
+		// its target already.
 		var row activities.VersionRow
 		if err := catalogCall(ctx, m.localCatalog(), catalogActivityOptions, a.GetVersionRow, m.in.Model, to).Get(ctx, &row); err != nil {
 			return ProductionResult{}, err
 		}
-		if !row.Found || row.Stage != StageArchived {
+		if !row.Found || (row.Stage != StageArchived && (resume == 0 || row.Stage != StageProduction)) {
 			stage := "not registered"
 			if row.Found {
 				stage = row.Stage
 			}
 			return ProductionResult{}, m.refuse(ctx, UpdateRollback, to, req, fmt.Sprintf("v%d of model %q is %s, not %s (production is v%d)", to, m.in.Model, stage, StageArchived, m.st.Production))
+		}
+	}
+	if claim != nil {
+		// Written before anything moves, so that a delivery taking this request over after a reset
+		// finishes this switch.
+		if err := catalogCall(ctx, true, catalogActivityOptions, a.SetRequestTarget, activities.RequestTargetInput{
+			Model: m.in.Model, ID: claim.ID, Token: claim.Token, Target: to, Prior: m.st.Production,
+		}).Get(ctx, nil); err != nil {
+			return ProductionResult{}, err
 		}
 	}
 	if pre.snap == nil {
@@ -569,7 +607,9 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 		}); err != nil {
 			return fmt.Errorf("v%d could not be archived, so production stays v%d: %w", prior, prior, err)
 		}
-		m.st.Archived = append(m.st.Archived, prior)
+		if m.v < modelV4 || !slices.Contains(m.st.Archived, prior) {
+			m.st.Archived = append(m.st.Archived, prior)
+		}
 		if len(m.st.Archived) > activities.ArchivedWindow {
 			m.st.Archived = m.st.Archived[len(m.st.Archived)-activities.ArchivedWindow:]
 		}

@@ -64,11 +64,12 @@ func (fc *fakeCatalog) claim(in activities.ClaimRequestInput) catalog.Claim {
 	case r.Token == in.Token:
 		return catalog.Claim{Mine: true}
 	case r.Outcome == nil:
+		prior := r
 		r.Token = in.Token
 		fc.requests[in.ID] = r
-		return catalog.Claim{Mine: true, TakenOver: true}
+		return catalog.Claim{Mine: true, TakenOver: true, Prior: prior, Production: fc.snap.Production}
 	}
-	return catalog.Claim{Prior: r}
+	return catalog.Claim{Prior: r, Production: fc.snap.Production}
 }
 
 func (fc *fakeCatalog) finish(id, token, outcome string) {
@@ -174,6 +175,16 @@ func newModelEnvAt(t *testing.T, fc *fakeCatalog, mv workflow.Version) *testsuit
 	})
 	env.OnActivity(a.ClaimRequest, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ClaimRequestInput) (catalog.Claim, error) {
 		return fc.claim(in), nil
+	})
+	env.OnActivity(a.SetRequestTarget, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RequestTargetInput) error {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		if r, ok := fc.requests[in.ID]; ok && r.Token == in.Token && r.Outcome == nil {
+			r.Target, r.Prior = &in.Target, &in.Prior
+			fc.requests[in.ID] = r
+			return nil
+		}
+		return temporal.NewNonRetryableApplicationError("not mine", activities.ErrTypeNotMine, nil)
 	})
 	env.OnActivity(a.FinishRequest, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.FinishRequestInput) error {
 		fc.mu.Lock()
@@ -737,4 +748,49 @@ func TestModelV4SwitchAdoptsANewerCatalog(t *testing.T) {
 	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2"}, calls)
 	require.Len(t, fc.pointer, 1)
 	require.Equal(t, int64(6), fc.pointer[0].Seq)
+}
+
+// A rollback taken over after a reset ended the run handling it finishes the switch that handler had
+// decided on (recorded before it moved anything), even where a fresh choice would differ; and a fresh
+// choice never picks the version in production, which a cut-off switch may have archived already.
+func TestModelV4RollbackTakenOverFinishesTheDecidedSwitch(t *testing.T) {
+	two, three := 2, 3
+	fc := &fakeCatalog{
+		// The cut-off switch archived v3 (its prior) before the reset; the pointer still names v3.
+		snap: catalog.ModelSnapshot{Exists: true, LastVersion: 3, Production: 3, Seq: 5, Archived: []int{2, 1, 3}},
+		requests: map[string]catalog.Request{
+			"cut": {Model: "fraud", ID: "cut", Name: UpdateRollback, Token: "old", Target: &two, Prior: &three},
+		},
+	}
+	env := newModelEnvV1(t, fc)
+	var resumed, fresh *updateResult
+	env.RegisterDelayedCallback(func() {
+		resumed = updateWithID(env, UpdateRollback, "cut", RollbackRequest{SchemaVersion: 1, Actor: "ops"})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		// v2 is in production, and the catalog's archive ends with v2 itself, as a switch cut off after
+		// archiving it would leave it.
+		fc.mu.Lock()
+		fc.snap.Archived = []int{1, 3, 2}
+		fc.snap.Seq++ // newer than the run knows, so that the run adopts this archive
+		fc.mu.Unlock()
+		fresh = updateWithID(env, UpdateRollback, "fresh", RollbackRequest{SchemaVersion: 1, Actor: "ops"})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		env.SetCurrentHistoryLength(10_000)
+		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+	}, time.Hour)
+	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+
+	require.NoError(t, resumed.completeErr)
+	require.Equal(t, 2, resumed.result.(ProductionResult).Version, "the decided target, not the latest archived (v1)")
+	require.NoError(t, fresh.completeErr)
+	require.Equal(t, 3, fresh.result.(ProductionResult).Version, "the latest archived that is not in production")
+	var calls []string
+	for _, u := range fc.updates {
+		calls = append(calls, u.UpdateName+" "+u.WorkflowID)
+	}
+	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2", "archive model/fraud/v2", "restore model/fraud/v3"}, calls)
+	require.Len(t, fc.pointer, 2)
+	require.Equal(t, "v2 in production (seq 6), v3 before", fc.pointer[0].Request.Outcome)
 }

@@ -1302,8 +1302,9 @@ func testMigrateFrom00001(t *testing.T, url string) {
 }
 
 // testRequests: a request is acted on by the handler that claimed it (and its retries), taken over
-// only while nothing came of it, and refused to every other delivery once it has an outcome, the
-// outcome of a switch written with the pointer itself.
+// only while nothing came of it (with the switch its handler had decided on), and refused to every
+// other delivery once it has an outcome; the outcome of a switch is written with the pointer itself,
+// and a handler that lost its claim can neither move the pointer nor finish the request.
 func testRequests(t *testing.T, url string) {
 	ctx := context.Background()
 	c := open(t, url)
@@ -1320,46 +1321,61 @@ func testRequests(t *testing.T, url string) {
 	if _, err := c.ClaimRequest(ctx, "fraud", "rollback", "", "t"); err == nil {
 		t.Fatal("a claim without an id was accepted")
 	}
-	if cl := claim("u1", "a"); !cl.Mine || cl.TakenOver {
+	if cl := claim("u1", "a"); !cl.Mine || cl.TakenOver || cl.Production != 0 {
 		t.Fatalf("first claim: %+v", cl)
 	}
 	if cl := claim("u1", "a"); !cl.Mine || cl.TakenOver {
 		t.Fatalf("a retry of the same handler's claim: %+v", cl)
 	}
-	// Another delivery while nothing came of the first: the first handler was cut off.
-	if cl := claim("u1", "b"); !cl.Mine || !cl.TakenOver {
-		t.Fatalf("claim of an unfinished request: %+v", cl)
-	}
-	// The handler that lost its claim can no longer finish it.
-	if err := c.FinishRequest(ctx, "fraud", "u1", "a", "refused: stale"); err != nil {
+	if err := c.SetRequestTarget(ctx, "fraud", "u1", "a", 2, 1); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := c.GetRequest(ctx, "fraud", "u1"); err != nil || r.Outcome != nil || r.Token != "b" {
-		t.Fatalf("request after a stale finish: %+v %v", r, err)
+	// Another delivery while nothing came of the first: the first handler was cut off, and the switch
+	// it decided on comes with the claim.
+	cl := claim("u1", "b")
+	if !cl.Mine || !cl.TakenOver || cl.Prior.Target == nil || *cl.Prior.Target != 2 || *cl.Prior.Prior != 1 {
+		t.Fatalf("claim of an unfinished request: %+v", cl)
 	}
-	one := 1
-	applied, err := c.SetProductionFinishing(ctx, "fraud", &one, 3, catalog.RequestDone{ID: "u1", Token: "b", Outcome: "v1 in production, seq 3"})
+	// The handler that lost its claim can no longer finish it, record a target, or move the pointer.
+	wantErr(t, "FinishRequest by a handler that lost its claim", c.FinishRequest(ctx, "fraud", "u1", "a", "refused: stale"), catalog.ErrRequestNotMine)
+	wantErr(t, "SetRequestTarget by a handler that lost its claim", c.SetRequestTarget(ctx, "fraud", "u1", "a", 1, 2), catalog.ErrRequestNotMine)
+	two := 2
+	applied, err := c.SetProductionFinishing(ctx, "fraud", &two, 3, catalog.RequestDone{ID: "u1", Token: "a", Outcome: "late"})
+	wantErr(t, "SetProductionFinishing by a handler that lost its claim", err, catalog.ErrRequestNotMine)
+	if m, _ := c.GetModel(ctx, "fraud"); applied || m.ProductionVersion != nil || m.Seq != 0 {
+		t.Fatalf("a switch of a handler that lost its claim moved the pointer: applied %v, %+v", applied, m)
+	}
+	if r, err := c.GetRequest(ctx, "fraud", "u1"); err != nil || r.Outcome != nil || r.Token != "b" {
+		t.Fatalf("request after the stale writes: %+v %v", r, err)
+	}
+	applied, err = c.SetProductionFinishing(ctx, "fraud", &two, 3, catalog.RequestDone{ID: "u1", Token: "b", Outcome: "v2 in production, seq 3"})
 	if err != nil || !applied {
 		t.Fatalf("SetProductionFinishing = %v, %v", applied, err)
 	}
+	// A retry of the same switch (its first answer lost) applies again and keeps the outcome.
+	applied, err = c.SetProductionFinishing(ctx, "fraud", &two, 3, catalog.RequestDone{ID: "u1", Token: "b", Outcome: "retry"})
+	if err != nil || !applied {
+		t.Fatalf("a retry of SetProductionFinishing = %v, %v", applied, err)
+	}
 	r, err := c.GetRequest(ctx, "fraud", "u1")
-	if err != nil || r.Outcome == nil || *r.Outcome != "v1 in production, seq 3" || r.DoneAt == nil {
+	if err != nil || r.Outcome == nil || *r.Outcome != "v2 in production, seq 3" || r.DoneAt == nil {
 		t.Fatalf("request after its switch: %+v %v", r, err)
 	}
-	// A later finish does not overwrite the outcome, and every other delivery is refused with it.
+	// Every other delivery is refused with the outcome, and learns the pointer.
 	if err := c.FinishRequest(ctx, "fraud", "u1", "b", "other"); err != nil {
 		t.Fatal(err)
 	}
-	cl := claim("u1", "c")
-	if cl.Mine || cl.Prior.Outcome == nil || *cl.Prior.Outcome != "v1 in production, seq 3" || cl.Prior.Name != "rollback" {
+	cl = claim("u1", "c")
+	if cl.Mine || cl.Prior.Outcome == nil || *cl.Prior.Outcome != "v2 in production, seq 3" || cl.Prior.Name != "rollback" || cl.Production != 2 {
 		t.Fatalf("claim of a finished request: %+v", cl)
 	}
+	wantErr(t, "SetRequestTarget of a finished request", c.SetRequestTarget(ctx, "fraud", "u1", "b", 1, 2), catalog.ErrRequestNotMine)
 	// A switch the fence turns away records nothing.
 	if cl := claim("u2", "d"); !cl.Mine {
 		t.Fatalf("claim of u2: %+v", cl)
 	}
-	two := 2
-	if applied, err := c.SetProductionFinishing(ctx, "fraud", &two, 2, catalog.RequestDone{ID: "u2", Token: "d", Outcome: "v2"}); err != nil || applied {
+	one := 1
+	if applied, err := c.SetProductionFinishing(ctx, "fraud", &one, 2, catalog.RequestDone{ID: "u2", Token: "d", Outcome: "v1"}); err != nil || applied {
 		t.Fatalf("fenced SetProductionFinishing = %v, %v", applied, err)
 	}
 	if r, err := c.GetRequest(ctx, "fraud", "u2"); err != nil || r.Outcome != nil {

@@ -108,11 +108,15 @@ type RequestDone struct {
 	ID, Token, Outcome string
 }
 
-// SetProductionFinishing is SetProduction that, when it applies the change, records done as the
-// outcome of its request in the same transaction: a request whose switch moved the pointer is never
-// seen as unfinished, so no later delivery of it can take it over and switch again.
-func (c *Catalog) SetProductionFinishing(ctx context.Context, model string, version *int, seq int64, done RequestDone) (applied bool, err error) {
-	err = c.inTx(ctx, func(tx *sqlx.Tx) error {
+// SetProductionFinishing is SetProduction on behalf of a claimed request (ClaimRequest): when it applies
+// the change it records done as the request's outcome in the same transaction, and it applies nothing
+// when the claim is no longer done.Token's (ErrRequestNotMine). So a request whose switch moved the
+// pointer is never seen as unfinished, and a switch of a run a reset ended, committing after another
+// delivery took its request over, moves nothing.
+func (c *Catalog) SetProductionFinishing(ctx context.Context, model string, version *int, seq int64, done RequestDone) (bool, error) {
+	var applied bool
+	err := c.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
 		if applied, err = setProduction(ctx, tx, model, version, seq); err != nil || !applied {
 			return err
 		}
@@ -121,7 +125,10 @@ func (c *Catalog) SetProductionFinishing(ctx context.Context, model string, vers
 		}
 		return nil
 	})
-	return applied, err
+	if err != nil {
+		return false, err
+	}
+	return applied, nil
 }
 
 func setProduction(ctx context.Context, db sqlx.ExtContext, model string, version *int, seq int64) (applied bool, err error) {

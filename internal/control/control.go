@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -214,11 +215,33 @@ func registration(ctx context.Context, c client.Client, id, key string) (workflo
 // Rollback puts an archived version back into production.
 func Rollback(ctx context.Context, c client.Client, model string, req workflows.RollbackRequest) (workflows.ProductionResult, error) {
 	var res workflows.ProductionResult
-	if err := updateWithStart(ctx, c, model, workflows.UpdateRollback, req, &res); err != nil {
+	// An ID of its own, so that the answer can be followed into the run a reset starts: Temporal
+	// delivers the update there again, under the same ID, and the model's workflow finishes it there
+	// (README, "Resets"), while the reset run answers its caller that it completed first.
+	id := "rollback-" + uuid.NewString()
+	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: modelStart(c, model),
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateID: id, UpdateName: workflows.UpdateRollback, Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	for attempt := 0; err == nil; attempt++ {
+		err = h.Get(ctx, &res)
+		var appErr *temporal.ApplicationError
+		if err == nil || attempt == 3 || !errors.As(err, &appErr) || appErr.Type() != errTypeUpdateOutlivedRun {
+			break
+		}
+		h, err = c.GetWorkflowUpdateHandle(client.GetWorkflowUpdateHandleOptions{WorkflowID: workflows.ModelWorkflowID(model), UpdateID: id}), nil
+	}
+	if err != nil {
 		return res, classify("rollback", err)
 	}
 	return res, nil
 }
+
+// errTypeUpdateOutlivedRun is the server's failure for an update whose run ended (a reset, say) before
+// the update completed.
+const errTypeUpdateOutlivedRun = "AcceptedUpdateCompletedWorkflow"
 
 // Decide sends an approve or reject update to the version's workflow and waits for its result.
 func Decide(ctx context.Context, c client.Client, model string, version int, kind string, d workflows.Decision) (workflows.DecisionResult, error) {

@@ -7,6 +7,8 @@ CREATE TABLE requests (
     name       TEXT      NOT NULL,
     token      TEXT      NOT NULL CHECK (token <> ''),
     claimed_at TIMESTAMP NOT NULL,
+    target     INTEGER,
+    prior      INTEGER,
     outcome    TEXT,
     done_at    TIMESTAMP,
     PRIMARY KEY (model, id)
