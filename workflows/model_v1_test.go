@@ -486,10 +486,7 @@ func TestModelV1RollbackRestoreRefusedPutsPriorBack(t *testing.T) {
 	}, time.Hour)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 	require.ErrorContains(t, rb.completeErr, "v2 could not be restored, production stays v3")
-	var calls []string
-	for _, u := range fc.updates {
-		calls = append(calls, u.UpdateName+" "+u.WorkflowID)
-	}
+	calls := fc.updateCalls()
 	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2", "restore model/fraud/v3"}, calls)
 	require.Empty(t, fc.pointer, "the pointer never moved")
 	var can *workflow.ContinueAsNewError
@@ -654,14 +651,15 @@ func TestModelV3ContinueAsNewWaitsForRegisterSignals(t *testing.T) {
 	}
 }
 
-func updateWithID(env *testsuite.TestWorkflowEnvironment, name, id string, arg any) *updateResult {
-	r := &updateResult{}
-	env.UpdateWorkflow(name, id, &testsuite.TestUpdateCallback{
-		OnAccept:   func() {},
-		OnReject:   func(err error) { r.rejected, r.done = err, true },
-		OnComplete: func(res any, err error) { r.result, r.completeErr, r.done = res, err, true },
-	}, arg)
-	return r
+// updateCalls lists the updates sent to other workflows, as "name workflowID".
+func (fc *fakeCatalog) updateCalls() []string {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	var calls []string
+	for _, u := range fc.updates {
+		calls = append(calls, u.UpdateName+" "+u.WorkflowID)
+	}
+	return calls
 }
 
 // Since modelV4 a rollback is acted on once per update ID: a second delivery of one already handled
@@ -716,10 +714,7 @@ func TestModelV4RollbackActedOnOncePerUpdateID(t *testing.T) {
 		names = append(names, r.Name+": "+r.Reason[:min(len(r.Reason), 40)])
 	}
 	require.Contains(t, names, "rollback: rollback handled was already handled at ")
-	var calls []string
-	for _, u := range fc.updates {
-		calls = append(calls, u.UpdateName+" "+u.WorkflowID)
-	}
+	calls := fc.updateCalls()
 	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2"}, calls, "only the taken-over rollback moved anything")
 }
 
@@ -741,10 +736,7 @@ func TestModelV4SwitchAdoptsANewerCatalog(t *testing.T) {
 	require.NoError(t, rb.completeErr)
 	require.Equal(t, 2, rb.result.(ProductionResult).Version)
 	require.Equal(t, 3, rb.result.(ProductionResult).Previous)
-	var calls []string
-	for _, u := range fc.updates {
-		calls = append(calls, u.UpdateName+" "+u.WorkflowID)
-	}
+	calls := fc.updateCalls()
 	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2"}, calls)
 	require.Len(t, fc.pointer, 1)
 	require.Equal(t, int64(6), fc.pointer[0].Seq)
@@ -786,10 +778,7 @@ func TestModelV4RollbackTakenOverFinishesTheDecidedSwitch(t *testing.T) {
 	require.Equal(t, 2, resumed.result.(ProductionResult).Version, "the decided target, not the latest archived (v1)")
 	require.NoError(t, fresh.completeErr)
 	require.Equal(t, 3, fresh.result.(ProductionResult).Version, "the latest archived that is not in production")
-	var calls []string
-	for _, u := range fc.updates {
-		calls = append(calls, u.UpdateName+" "+u.WorkflowID)
-	}
+	calls := fc.updateCalls()
 	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2", "archive model/fraud/v2", "restore model/fraud/v3"}, calls)
 	require.Len(t, fc.pointer, 2)
 	require.Equal(t, "v2 in production (seq 6), v3 before", fc.pointer[0].Request.Outcome)

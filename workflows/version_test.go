@@ -102,8 +102,13 @@ type updateResult struct {
 }
 
 func update(env *testsuite.TestWorkflowEnvironment, name string, arg any) *updateResult {
+	return updateWithID(env, name, "", arg)
+}
+
+// updateWithID is update under a given update ID ("": the test environment's own).
+func updateWithID(env *testsuite.TestWorkflowEnvironment, name, id string, arg any) *updateResult {
 	r := &updateResult{}
-	env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+	env.UpdateWorkflow(name, id, &testsuite.TestUpdateCallback{
 		OnAccept:   func() {},
 		OnReject:   func(err error) { r.rejected, r.done = err, true },
 		OnComplete: func(res any, err error) { r.result, r.completeErr, r.done = res, err, true },
