@@ -21,3 +21,6 @@ func (c *Catalog) CreateLegacyVersion(ctx context.Context, v Version) error {
 		seq, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), v.Model, v.Version, StageRegistered, v.IdempotencyKey, v.WorkflowID, v.Seq, at, at)
 	return err
 }
+
+// ParseURL is parseURL: the driver, DSN and dialect Open would use for a database URL.
+func ParseURL(raw string) (driver, dsn, dialect string, err error) { return parseURL(raw) }

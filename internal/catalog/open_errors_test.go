@@ -44,3 +44,23 @@ func TestOpenErrorsHideThePassword(t *testing.T) {
 		t.Errorf("unsupported URL: %v", err)
 	}
 }
+
+// A PostgreSQL URL gets lib/pq's binary_parameters (one round trip per statement instead of two) unless
+// it sets the option itself; everything else in it reaches the driver as given, and a URL that does not
+// parse is refused without its password.
+func TestPostgresURLGetsBinaryParameters(t *testing.T) {
+	for raw, want := range map[string]string{
+		"postgres://u:p%40ss@h:5432/db?sslmode=disable": "postgres://u:p%40ss@h:5432/db?binary_parameters=yes&sslmode=disable",
+		"postgresql://u@h/db":                           "postgresql://u@h/db?binary_parameters=yes",
+		"postgres://u@h/db?binary_parameters=no":        "postgres://u@h/db?binary_parameters=no",
+	} {
+		driver, dsn, dialect, err := catalog.ParseURL(raw)
+		if err != nil || driver != "postgres" || dialect != catalog.DialectPostgres || dsn != want {
+			t.Errorf("ParseURL(%s) = %s %s %s %v, want the DSN %s", raw, driver, dsn, dialect, err, want)
+		}
+	}
+	_, _, _, err := catalog.ParseURL("postgres://u:hunter2@h:port/db")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("a URL with a bad port: %v", err)
+	}
+}
