@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -328,12 +329,22 @@ func (a *Activities) versionCreatedAt(ctx context.Context, model string, version
 	return v.CreatedAt.UTC().Truncate(time.Second), nil
 }
 
+// heartbeat reports progress at most once a second, and not in the activity's first second: the SDK
+// sends an activity's first heartbeat at once, a call to the server that writes the activity's state,
+// which work done within a second does not need (heartbeat timeouts are 15 s and more), and which
+// validation made once per lifecycle. It is safe for concurrent use.
 func heartbeat(ctx context.Context) artifact.Progress {
-	last := time.Time{}
+	var mu sync.Mutex
+	last := time.Now()
 	return func(done int64) {
-		if time.Since(last) > time.Second {
-			activity.RecordHeartbeat(ctx, done)
+		mu.Lock()
+		due := time.Since(last) >= time.Second
+		if due {
 			last = time.Now()
+		}
+		mu.Unlock()
+		if due {
+			activity.RecordHeartbeat(ctx, done)
 		}
 	}
 }

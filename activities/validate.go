@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"go.temporal.io/sdk/activity"
-
 	"github.com/modelreg/modelreg/internal/artifact"
 	"github.com/modelreg/modelreg/internal/catalog"
 )
@@ -87,6 +85,7 @@ func (a *Activities) Validate(ctx context.Context, in ValidateInput) (Validation
 		attester = nil
 	}
 	errs := make([]error, len(m.Files))
+	progress := heartbeat(ctx)
 	var done, attested atomic.Int64
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, verifyConcurrency)
@@ -103,13 +102,13 @@ func (a *Activities) Validate(ctx context.Context, in ValidateInput) (Validation
 				}
 				if ok {
 					attested.Add(1)
-					activity.RecordHeartbeat(ctx, done.Add(f.Size))
+					progress(done.Add(f.Size))
 					return
 				}
 				// Not attested (missing, another size, no checksum): hashing says which.
 			}
-			errs[i] = a.Store.VerifyBlob(ctx, f, func(int64) { activity.RecordHeartbeat(ctx, done.Load()) })
-			activity.RecordHeartbeat(ctx, done.Add(f.Size))
+			errs[i] = a.Store.VerifyBlob(ctx, f, func(int64) { progress(done.Load()) })
+			progress(done.Add(f.Size))
 		}()
 	}
 	wg.Wait()
