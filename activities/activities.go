@@ -533,7 +533,19 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 	if errors.As(err, &nf) {
 		// Without update-with-start, a target that is not running will not start by itself: retrying
 		// for ever would hold up whoever sent it (a switch of the model's production) without a word.
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s of %s: the workflow is not running: %v", in.UpdateName, in.WorkflowID, err), ErrTypeNotRunning, err)
+		// How it ended is the error's detail, for a sender that has something to do about a closed
+		// target (a switch archives such a version itself).
+		status := "NotFound"
+		if d, derr := a.Temporal.DescribeWorkflowExecution(ctx, in.WorkflowID, ""); derr == nil {
+			status = statusName(d.GetWorkflowExecutionInfo().GetStatus())
+		} else if !errors.As(derr, &nf) {
+			return nil, fmt.Errorf("%s of %s: the workflow is not running (%v), and describing it failed: %w", in.UpdateName, in.WorkflowID, err, derr)
+		}
+		if status == "Running" {
+			// A new run started since: send it again, to that one.
+			return nil, fmt.Errorf("%s of %s: the workflow was not running, and now runs again: %w", in.UpdateName, in.WorkflowID, err)
+		}
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s of %s: the workflow is not running (%s): %v", in.UpdateName, in.WorkflowID, status, err), ErrTypeNotRunning, err, status)
 	}
 	if err != nil {
 		return nil, err

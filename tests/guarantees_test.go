@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -487,4 +488,50 @@ func TestResetDuringRollback(t *testing.T) {
 		t.Fatalf("starter check: %v\n%s%s", err, out, errOut)
 	}
 	h.recordHistory("model/"+m, "model-reset-during-rollback")
+}
+
+// TestSwitchesAroundATerminatedProductionVersion: an operator terminates the workflow of the version in
+// production. The next promotion archives it in the catalog itself (nobody is left to answer an archive
+// request), a forged promote of it is refused as not running, and a rollback to it is refused before
+// anything moves: each of these asks Temporal whether the version's workflow runs.
+func TestSwitchesAroundATerminatedProductionVersion(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	v1 := h.registerSmall("orphan", "a", "trainer", "0.9")
+	if _, err := h.decide("approve", "orphan", v1, "alice", h.digestOf("orphan", v1)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage("orphan", v1, "Production")
+	h.mustCLI("workflow", "terminate", "--workflow-id", fmt.Sprintf("model/orphan/v%d", v1), "--reason", "operator mistake")
+
+	v2 := h.registerSmall("orphan", "b", "trainer", "0.9")
+	if _, err := h.decide("approve", "orphan", v2, "alice", h.digestOf("orphan", v2)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage("orphan", v2, "Production")
+	row, err := h.catalog.GetVersion(ctx, "orphan", v1)
+	if err != nil || row.Stage != catalog.StageArchived {
+		t.Fatalf("v%d after the promotion that replaced it: %+v %v", v1, row, err)
+	}
+	ts, err := h.catalog.Transitions(ctx, "orphan", v1)
+	if err != nil || len(ts) == 0 {
+		t.Fatalf("v%d transitions: %+v %v", v1, ts, err)
+	}
+	if last := ts[len(ts)-1]; last.To != catalog.StageArchived || !strings.Contains(last.Reason, "its lifecycle workflow is Terminated; replaced by v2 (promote)") {
+		t.Fatalf("v%d's archive transition: %+v", v1, last)
+	}
+
+	out, err := h.cli("workflow", "update", "execute", "--workflow-id", "model/orphan", "--name", "system:promote",
+		"--input", fmt.Sprintf(`{"schemaVersion":1,"version":%d}`, v1))
+	if err == nil || !strings.Contains(out, fmt.Sprintf("the lifecycle workflow of orphan v%d is not running (Terminated)", v1)) {
+		t.Fatalf("forged promote of the terminated version: err %v\n%s", err, out)
+	}
+	out, errOut, err := h.starter("rollback", "--model", "orphan", "--to", strconv.Itoa(v1), "--actor", "oncall", "--reason", "back")
+	if err == nil || !strings.Contains(out+errOut, fmt.Sprintf("v%d cannot be restored: its lifecycle workflow is Terminated; production stays v%d", v1, v2)) {
+		t.Fatalf("rollback to the terminated version: err %v\n%s%s", err, out, errOut)
+	}
+	if pv, err := h.catalog.Production(ctx, "orphan"); err != nil || pv.Version != v2 {
+		t.Fatalf("catalog production: v%d %v", pv.Version, err)
+	}
+	h.recordHistory("model/orphan", "model-terminated-production")
 }

@@ -42,8 +42,12 @@ const (
 	// new run); a switch that finds a newer change in the catalog than the run knows (a reset to an
 	// earlier point) adopts the catalog's production pointer and archive before it decides anything.
 	modelV4 workflow.Version = 4
+	// modelV5: a switch sends the archive request to the version it replaces without first asking
+	// whether that version's workflow runs: the request's answer says so (not running: the switch archives
+	// the version in the catalog itself, as before). One activity and one query less per promotion.
+	modelV5 workflow.Version = 5
 	// modelLatest is what a new run records.
-	modelLatest = modelV4
+	modelLatest = modelV5
 )
 
 // Bounds of what ModelWorkflow keeps in memory (and carries across continue-as-new) since modelV1.
@@ -283,7 +287,7 @@ func (m *modelWF) promoteV1(ctx workflow.Context, req PromoteRequest) (Productio
 	if m.v >= modelV3 {
 		pre = &switchReads{snap: catalogCall(ctx, true, catalogActivityOptions, a.LoadModel, m.in.Model)}
 		rowF = catalogCall(ctx, true, catalogActivityOptions, a.GetVersionRow, m.in.Model, req.Version)
-		if prior := m.st.Production; prior != 0 {
+		if prior := m.st.Production; prior != 0 && m.v < modelV5 {
 			pre.prior = m.startInspect(ctx, prior)
 		}
 	}
@@ -532,6 +536,20 @@ func (m *modelWF) adoptNewerCatalog(ctx workflow.Context, snap catalog.ModelSnap
 	return true
 }
 
+// closedTarget reports whether err is an update's answer that its target workflow is not running, and
+// how it ended (activities.UpdateWorkflow puts that in the error's details).
+func closedTarget(err error) (string, bool) {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeNotRunning {
+		return "", false
+	}
+	status := "NotFound"
+	if appErr.HasDetails() {
+		_ = appErr.Details(&status)
+	}
+	return status, true
+}
+
 func randomID(ctx workflow.Context) (string, error) {
 	var id string
 	err := workflow.SideEffect(ctx, func(workflow.Context) any {
@@ -585,15 +603,27 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 		}
 	}
 	if prior != 0 {
-		inspectPrior := pre.prior
-		if inspectPrior == nil {
-			inspectPrior = m.startInspect(ctx, prior)
-		}
-		_, status, err := inspectPrior(ctx)
-		if err != nil {
-			return err
+		status := "Running"
+		if m.v < modelV5 {
+			inspectPrior := pre.prior
+			if inspectPrior == nil {
+				inspectPrior = m.startInspect(ctx, prior)
+			}
+			if _, status, err = inspectPrior(ctx); err != nil {
+				return err
+			}
 		}
 		reason := fmt.Sprintf("replaced by v%d (%s)", version, kind)
+		if status == "Running" {
+			err := m.updateVersion(cctx, prior, UpdateArchive, "archive/"+id, ArchiveRequest{
+				SchemaVersion: SchemaVersion, ReplacedBy: version, Actor: actor, Reason: reason, SwitchID: id,
+			})
+			if st, closed := closedTarget(err); closed && m.v >= modelV5 {
+				status = st
+			} else if err != nil {
+				return fmt.Errorf("v%d could not be archived, so production stays v%d: %w", prior, prior, err)
+			}
+		}
 		if status != "Running" {
 			// Nobody will ever move a version whose workflow was ended from outside; the switch archives
 			// it in the catalog itself rather than wait for it.
@@ -602,10 +632,6 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 			}).Get(ctx, nil); err != nil {
 				return fmt.Errorf("v%d (its workflow %s) could not be archived, so production stays v%d: %w", prior, status, prior, err)
 			}
-		} else if err := m.updateVersion(cctx, prior, UpdateArchive, "archive/"+id, ArchiveRequest{
-			SchemaVersion: SchemaVersion, ReplacedBy: version, Actor: actor, Reason: reason, SwitchID: id,
-		}); err != nil {
-			return fmt.Errorf("v%d could not be archived, so production stays v%d: %w", prior, prior, err)
 		}
 		if m.v < modelV4 || !slices.Contains(m.st.Archived, prior) {
 			m.st.Archived = append(m.st.Archived, prior)

@@ -44,6 +44,8 @@ type fakeCatalog struct {
 	closed         map[int]string
 	rowStage       map[int]string
 	archivedClosed []int
+	// queried are the workflow IDs QueryWorkflow was asked about.
+	queried []string
 	// requests are the claimed requests by update ID, as the catalog keeps them.
 	requests map[string]catalog.Request
 }
@@ -124,6 +126,7 @@ func newModelEnvAt(t *testing.T, fc *fakeCatalog, mv workflow.Version) *testsuit
 	env.OnActivity(a.QueryWorkflow, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.QueryInput) (activities.QueryResult, error) {
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
+		fc.queried = append(fc.queried, in.WorkflowID)
 		for n := 1; n <= fc.snap.LastVersion+1; n++ {
 			if VersionWorkflowID("fraud", n) != in.WorkflowID {
 				continue
@@ -153,6 +156,11 @@ func newModelEnvAt(t *testing.T, fc *fakeCatalog, mv workflow.Version) *testsuit
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
 		fc.updates = append(fc.updates, in)
+		for n, st := range fc.closed {
+			if VersionWorkflowID("fraud", n) == in.WorkflowID {
+				return nil, temporal.NewNonRetryableApplicationError("not running", activities.ErrTypeNotRunning, nil, st)
+			}
+		}
 		if fc.updateErr != nil {
 			if err := fc.updateErr(in); err != nil {
 				return nil, err
@@ -782,4 +790,46 @@ func TestModelV4RollbackTakenOverFinishesTheDecidedSwitch(t *testing.T) {
 	require.Equal(t, []string{"archive model/fraud/v3", "restore model/fraud/v2", "archive model/fraud/v2", "restore model/fraud/v3"}, calls)
 	require.Len(t, fc.pointer, 2)
 	require.Equal(t, "v2 in production (seq 6), v3 before", fc.pointer[0].Request.Outcome)
+}
+
+// Since modelV5 a promotion sends the archive to the version it replaces without asking first whether
+// that version's workflow runs; when the answer is that it does not, the switch archives the version in
+// the catalog itself. A run from before modelV5 asks first, and archives the same way.
+func TestModelV5SwitchArchivesAClosedPriorWithoutAsking(t *testing.T) {
+	for _, tc := range []struct {
+		v         workflow.Version
+		wantQuery []string
+	}{
+		{modelV4, []string{VersionWorkflowID("fraud", 13), VersionWorkflowID("fraud", 12), VersionWorkflowID("fraud", 14), VersionWorkflowID("fraud", 13)}},
+		{modelV5, []string{VersionWorkflowID("fraud", 13), VersionWorkflowID("fraud", 14)}},
+	} {
+		t.Run(fmt.Sprintf("v%d", tc.v), func(t *testing.T) {
+			fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 14, Production: 12, Seq: 3},
+				promotion: map[int]PromotionInfo{13: approved(), 14: approved()}, closed: map[int]string{12: "Terminated"}}
+			env := newModelEnvAt(t, fc, tc.v)
+			var first, second *updateResult
+			env.RegisterDelayedCallback(func() {
+				first = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 13})
+			}, time.Second)
+			env.RegisterDelayedCallback(func() {
+				second = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 14})
+			}, time.Minute)
+			env.RegisterDelayedCallback(func() {
+				env.SetCurrentHistoryLength(10_000)
+				update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+			}, time.Hour)
+			env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
+			require.NoError(t, first.completeErr)
+			require.NoError(t, second.completeErr)
+			require.Equal(t, 14, second.result.(ProductionResult).Version)
+			require.Equal(t, []int{12}, fc.archivedClosed, "the terminated v12 archived in the catalog")
+			require.ElementsMatch(t, tc.wantQuery, fc.queried)
+			want := []string{"archive model/fraud/v13"}
+			if tc.v >= modelV5 {
+				want = []string{"archive model/fraud/v12", "archive model/fraud/v13"}
+			}
+			require.Equal(t, want, fc.updateCalls())
+			require.Len(t, fc.pointer, 2)
+		})
+	}
 }

@@ -23,16 +23,16 @@
 //
 //	update register: MintVersion (local), start child ModelVersionWorkflow
 //	update system:promote, under the model's lock: QueryWorkflow (the version), GetVersionRow (local),
-//	LoadModel (local, the fence), QueryWorkflow (the prior version), UpdateWorkflow (archive the prior),
-//	SetProductionFenced (local); then, outside the lock: RecordDelivery (local), NotifyDeployment,
-//	RecordDelivery (local)
-//	= 4 activities, 6 local activities, 2 updates, 1 child; a run without carried state starts with
+//	LoadModel (local, the fence), UpdateWorkflow (archive the prior; since modelV5 no QueryWorkflow of
+//	the prior first), SetProductionFenced (local); then, outside the lock: RecordDelivery (local),
+//	NotifyDeployment, RecordDelivery (local)
+//	= 3 activities, 6 local activities, 2 updates, 1 child; a run without carried state starts with
 //	LoadModel (local) and upserts the model's name, and the first promotion of a model has no prior
-//	version (no QueryWorkflow, no archive)
+//	version (no archive)
 //
 // Left out, because they are neither activities nor updates: the switch's SideEffect, current details,
-// and the work inside the registry's activities (the three QueryWorkflow activities describe and query
-// another workflow; here they return at once).
+// and the work inside the registry's activities (the two QueryWorkflow activities query another workflow;
+// here they return at once).
 package noop
 
 import (
@@ -304,9 +304,6 @@ func (m *model) promote(ctx workflow.Context, version int) (int, error) {
 		}
 	}
 	if prior := m.st.Production; prior != 0 {
-		if err := step(ctx, queryOptions, "QueryWorkflow"); err != nil {
-			return 0, err
-		}
 		in := SendInput{WorkflowID: VersionWorkflowID(m.in.Model, prior), UpdateName: UpdateArchive,
 			UpdateID: fmt.Sprintf("archive/%d", version), Arg: version}
 		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, catalogOptions), acts.Send, in).Get(ctx, nil); err != nil {
