@@ -533,19 +533,7 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 	if errors.As(err, &nf) {
 		// Without update-with-start, a target that is not running will not start by itself: retrying
 		// for ever would hold up whoever sent it (a switch of the model's production) without a word.
-		// How it ended is the error's detail, for a sender that has something to do about a closed
-		// target (a switch archives such a version itself).
-		status := "NotFound"
-		if d, derr := a.Temporal.DescribeWorkflowExecution(ctx, in.WorkflowID, ""); derr == nil {
-			status = statusName(d.GetWorkflowExecutionInfo().GetStatus())
-		} else if !errors.As(derr, &nf) {
-			return nil, fmt.Errorf("%s of %s: the workflow is not running (%v), and describing it failed: %w", in.UpdateName, in.WorkflowID, err, derr)
-		}
-		if status == "Running" {
-			// A new run started since: send it again, to that one.
-			return nil, fmt.Errorf("%s of %s: the workflow was not running, and now runs again: %w", in.UpdateName, in.WorkflowID, err)
-		}
-		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s of %s: the workflow is not running (%s): %v", in.UpdateName, in.WorkflowID, status, err), ErrTypeNotRunning, err, status)
+		return nil, a.notRunning(ctx, in, err)
 	}
 	if err != nil {
 		return nil, err
@@ -556,8 +544,13 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 		switch {
 		case errors.As(err, &appErr) && appErr.Type() == "AcceptedUpdateCompletedWorkflow":
 			// The target ended (terminated, reset, continued as new) while the update ran: that is no
-			// answer to the request, so it is sent again, to the target's next run.
-			return nil, fmt.Errorf("%s of %s: %w", in.UpdateName, in.WorkflowID, err)
+			// answer to the request, so it is sent again, to the target's next run. A target that ended
+			// for good has no next run, and sending again would get this answer for ever (with
+			// update-with-start, sending again starts the next run).
+			if in.StartWorkflowType != "" {
+				return nil, fmt.Errorf("%s of %s: %w", in.UpdateName, in.WorkflowID, err)
+			}
+			return nil, a.notRunning(ctx, in, err)
 		case errors.As(err, &appErr) && appErr.Type() == ErrTypeBusy:
 			return nil, temporal.NewApplicationErrorWithOptions(fmt.Sprintf("%s of %s: %s", in.UpdateName, in.WorkflowID, appErr.Error()), ErrTypeBusy,
 				temporal.ApplicationErrorOptions{NextRetryDelay: busyRetryDelay(), Cause: err})
@@ -573,6 +566,26 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 }
 
 // observeTransition counts an applied transition and, for a decision, how long the version waited.
+
+// notRunning answers an update whose target was not running when it was sent, or ended before it
+// completed (err). How the target ended is the error's detail, for a sender that has something to do
+// about a closed target (a switch archives such a version itself); one that runs again by now (a new run
+// under its ID) gets the request again instead.
+func (a *Activities) notRunning(ctx context.Context, in UpdateWorkflowInput, err error) error {
+	status := "NotFound"
+	d, derr := a.Temporal.DescribeWorkflowExecution(ctx, in.WorkflowID, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case derr == nil:
+		status = statusName(d.GetWorkflowExecutionInfo().GetStatus())
+	case !errors.As(derr, &nf):
+		return fmt.Errorf("%s of %s: the workflow is not running (%v), and describing it failed: %w", in.UpdateName, in.WorkflowID, err, derr)
+	}
+	if status == "Running" {
+		return fmt.Errorf("%s of %s: the workflow was not running, and runs again: %w", in.UpdateName, in.WorkflowID, err)
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s of %s: the workflow is not running (%s): %v", in.UpdateName, in.WorkflowID, status, err), ErrTypeNotRunning, err, status)
+}
 func (a *Activities) observeTransition(ctx context.Context, t catalog.Transition) {
 	if a.Metrics == nil {
 		return

@@ -535,3 +535,63 @@ func TestSwitchesAroundATerminatedProductionVersion(t *testing.T) {
 	}
 	h.recordHistory("model/orphan", "model-terminated-production")
 }
+
+// TestTerminateDuringArchive: an operator terminates the production version's workflow while it is
+// handling the archive request of the switch that replaces it (its catalog write held on a row lock).
+// The request can never complete; the switch takes that as the version's workflow having ended,
+// archives it in the catalog itself, and the new version reaches Production. Before, the switch sent the
+// request again for ever and the model had no production version.
+func TestTerminateDuringArchive(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	const m = "cutoff"
+	v1 := h.registerSmall(m, "a", "trainer", "0.9")
+	if _, err := h.decide("approve", m, v1, "alice", h.digestOf(m, v1)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage(m, v1, "Production")
+	v2 := h.registerSmall(m, "b", "trainer", "0.9")
+
+	db, err := sql.Open("postgres", h.pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lock, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback() }()
+	if _, err := lock.ExecContext(ctx, `SELECT 1 FROM versions WHERE model = $1 AND version = $2 FOR UPDATE`, m, v1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.decide("approve", m, v2, "alice", h.digestOf(m, v2)); err != nil {
+		t.Fatal(err)
+	}
+	// v1's archive handler has checked the switch and waits on its transition's write.
+	waitFor(t, func() (string, bool) {
+		var n int
+		err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE versions SET stage%'`).Scan(&n)
+		return fmt.Sprintf("%d waiting (%v)", n, err), err == nil && n > 0
+	})
+	h.mustCLI("workflow", "terminate", "--workflow-id", fmt.Sprintf("model/%s/v%d", m, v1), "--reason", "operator mistake")
+	time.Sleep(time.Second)
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage(m, v2, "Production")
+	if pv, err := h.catalog.Production(ctx, m); err != nil || pv.Version != v2 {
+		t.Fatalf("catalog production: v%d %v", pv.Version, err)
+	}
+	row, err := h.catalog.GetVersion(ctx, m, v1)
+	if err != nil || row.Stage != catalog.StageArchived {
+		t.Fatalf("v%d: %+v %v", v1, row, err)
+	}
+	prod, err := h.catalog.ListVersions(ctx, m, catalog.StageProduction)
+	if err != nil || len(prod) != 1 || prod[0].Version != v2 {
+		t.Fatalf("production rows: %+v %v", prod, err)
+	}
+	if out := h.mustCLI("workflow", "query", "--workflow-id", "model/"+m, "--type", "production"); !strings.Contains(out, fmt.Sprintf(`"version": %d`, v2)) && !strings.Contains(out, fmt.Sprintf(`"version":%d`, v2)) {
+		t.Fatalf("the model's production query: %s", out)
+	}
+}
