@@ -595,3 +595,35 @@ func TestTerminateDuringArchive(t *testing.T) {
 		t.Fatalf("the model's production query: %s", out)
 	}
 }
+
+// TestCancelRequestOfAVersionIsIgnored: `temporal workflow cancel` of a version's workflow stops
+// nothing. A waiting version cancelled is still approved (the operator's command says so), and a
+// production version cancelled is still archived by the switch that replaces it and restored by a
+// rollback. Before versionV3 the cancel request made each of those fail with "canceled".
+func TestCancelRequestOfAVersionIsIgnored(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	const m = "stubborn"
+	v1 := h.registerSmall(m, "a", "trainer", "0.9")
+	h.waitStage(m, v1, "PendingApproval")
+	h.mustCLI("workflow", "cancel", "--workflow-id", fmt.Sprintf("model/%s/v%d", m, v1))
+	h.mustStarter("approve", "--model", m, "--version", strconv.Itoa(v1), "--approver", "alice")
+	h.waitStage(m, v1, "Production")
+	h.mustCLI("workflow", "cancel", "--workflow-id", fmt.Sprintf("model/%s/v%d", m, v1))
+
+	v2 := h.registerSmall(m, "b", "trainer", "0.9")
+	h.mustStarter("approve", "--model", m, "--version", strconv.Itoa(v2), "--approver", "alice")
+	h.waitStage(m, v2, "Production")
+	h.waitStage(m, v1, "Archived")
+	out := h.mustStarter("rollback", "--model", m, "--actor", "oncall", "--reason", "back")
+	if !strings.Contains(out, fmt.Sprintf("v%d is in production again", v1)) {
+		t.Fatalf("rollback to the cancelled version:\n%s", out)
+	}
+	if pv, err := h.catalog.Production(ctx, m); err != nil || pv.Version != v1 {
+		t.Fatalf("catalog production: v%d %v", pv.Version, err)
+	}
+	if out := h.mustStarter("check", "--model", m); !strings.Contains(out, "0 findings") {
+		t.Fatalf("starter check:\n%s", out)
+	}
+	h.recordHistory(fmt.Sprintf("model/%s/v%d", m, v1), "version-cancel-requests-ignored")
+}

@@ -168,6 +168,7 @@ func (w *versionWF) onVerdict(ctx workflow.Context, v Verdict) (DecisionResult, 
 
 // onVerdictV1 decodes a verdict strictly and checks it; a refusal is audited and sent back.
 func (w *versionWF) onVerdictV1(ctx workflow.Context, raw RawPayload) (DecisionResult, error) {
+	ctx = w.handlerContext(ctx)
 	var v Verdict
 	err := decodeVerdict(raw)(&v)
 	if err == nil {

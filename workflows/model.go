@@ -79,6 +79,14 @@ func ModelWorkflow(ctx workflow.Context, in ModelInput) error {
 			if err := m.rebuild(ctx); err != nil {
 				return err
 			}
+		} else if m.v >= modelV5 {
+			// Carried state is the previous run's at its end, and a reset of this run to its first
+			// workflow task replays it long after: the switches made since are the catalog's.
+			var snap catalog.ModelSnapshot
+			if err := catalogCall(ctx, m.localCatalog(), catalogActivityOptions, a.LoadModel, m.in.Model).Get(ctx, &snap); err != nil {
+				return err
+			}
+			m.adoptNewerCatalog(ctx, snap)
 		}
 		m.loaded = true
 		m.refreshDetails(ctx)

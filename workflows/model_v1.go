@@ -44,7 +44,9 @@ const (
 	modelV4 workflow.Version = 4
 	// modelV5: a switch sends the archive request to the version it replaces without first asking
 	// whether that version's workflow runs: the request's answer says so (not running: the switch archives
-	// the version in the catalog itself, as before). One activity and one query less per promotion.
+	// the version in the catalog itself, as before). One activity and one query less per promotion. A
+	// run that starts with carried state adopts a newer catalog before it answers (a reset to the
+	// first workflow task of a run that began with continue-as-new replays that run's input).
 	modelV5 workflow.Version = 5
 	// modelLatest is what a new run records.
 	modelLatest = modelV5

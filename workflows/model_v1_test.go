@@ -833,3 +833,32 @@ func TestModelV5SwitchArchivesAClosedPriorWithoutAsking(t *testing.T) {
 		})
 	}
 }
+
+// Since modelV5 a run that starts with carried state reads the catalog before it answers, and adopts a
+// newer production pointer and archive: a reset to the first workflow task of a run that began with
+// continue-as-new replays carried state from before every switch made since. A run from before
+// modelV5 answers with its carried state until its next switch.
+func TestModelV5CarriedStateAdoptsANewerCatalog(t *testing.T) {
+	for _, tc := range []struct {
+		v    workflow.Version
+		want int
+	}{{modelV4, 1}, {modelV5, 3}} {
+		t.Run(fmt.Sprintf("v%d", tc.v), func(t *testing.T) {
+			fc := &fakeCatalog{snap: catalog.ModelSnapshot{Exists: true, LastVersion: 3, Production: 3, Seq: 5, Archived: []int{1, 2}}}
+			env := newModelEnvAt(t, fc, tc.v)
+			var got ProductionResult
+			env.RegisterDelayedCallback(func() {
+				v, err := env.QueryWorkflow(QueryProduction)
+				require.NoError(t, err)
+				require.NoError(t, v.Get(&got))
+			}, time.Second)
+			env.RegisterDelayedCallback(func() {
+				env.SetCurrentHistoryLength(10_000)
+				update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+			}, time.Hour)
+			stale := ModelState{LastVersion: 3, Production: 1, Seq: 3, Keys: map[string]int{}, Ready: map[int]bool{}}
+			env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud", State: &stale})
+			require.Equal(t, tc.want, got.Version)
+		})
+	}
+}

@@ -27,8 +27,12 @@ const (
 	// versionV2: stage transitions, decisions and refusals are written to the catalog by local
 	// activities (see catalogCall).
 	versionV2 workflow.Version = 2
+	// versionV3: update handlers work on a context that a cancel request does not cancel, as the main
+	// path always has; before, a cancel request made every later archive, restore and decision fail
+	// with "canceled" (a decision after it was recorded and acted on all the same).
+	versionV3 workflow.Version = 3
 	// versionLatest is what a new run records.
-	versionLatest = versionV2
+	versionLatest = versionV3
 )
 
 // Bounds of what a version's workflow keeps in memory since versionV1 (the catalog keeps everything).
@@ -247,6 +251,7 @@ func (w *versionWF) decisionRow(ctx workflow.Context, kind, via string, d Decisi
 // payload is decoded by the same strict decoder and checked by the same rules, and a refusal is audited
 // before it is returned to the sender.
 func (w *versionWF) onDecisionUpdateV1(ctx workflow.Context, kind string, raw RawPayload) (DecisionResult, error) {
+	ctx = w.handlerContext(ctx)
 	d, err := w.decode(raw)
 	if err == nil {
 		err = w.checkDecision(ctx, kind, d)
@@ -297,6 +302,7 @@ func (w *versionWF) checkSwitch(ctx workflow.Context, name string, r ArchiveRequ
 
 // moveV1 is move for requests that must prove they belong to the model's running switch.
 func (w *versionWF) moveV1(ctx workflow.Context, name, from, to string, r ArchiveRequest) (string, error) {
+	ctx = w.handlerContext(ctx)
 	err := w.checkMove(to)
 	if err == nil {
 		err = w.checkSwitch(ctx, name, r)
@@ -345,4 +351,14 @@ func (w *versionWF) nextReminder(now time.Time, interval time.Duration) int {
 		}
 	}
 	return next
+}
+
+// handlerContext is what an update handler works on. The SDK gives a handler a context of the
+// workflow's root, which a cancel request cancels; since versionV3 that request stops nothing, as it
+// never stopped the main path (see ModelVersionWorkflow).
+func (w *versionWF) handlerContext(ctx workflow.Context) workflow.Context {
+	if w.bv >= versionV3 {
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+	}
+	return ctx
 }

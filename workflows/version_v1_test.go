@@ -30,9 +30,15 @@ type audit struct {
 }
 
 func newVersionEnvV1(t *testing.T, au *audit) *testsuite.TestWorkflowEnvironment {
+	return newVersionEnvAt(t, au, versionLatest)
+}
+
+// newVersionEnvAt is newVersionEnvV1 with the version's workflow running behaviour version vv.
+func newVersionEnvAt(t *testing.T, au *audit, vv workflow.Version) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	pinBehaviour(env, 1)
+	pinModelBehaviour(env, modelLatest)
+	env.OnGetVersion(changeVersionBehaviour, workflow.DefaultVersion, versionLatest).Return(vv)
 	env.SetDataConverter(NewDataConverter())
 	env.RegisterWorkflow(ModelVersionWorkflow)
 	env.RegisterActivity(&activities.Activities{})
@@ -299,4 +305,39 @@ func TestVersionV1ValidatingContinuesAsNewWithItsGates(t *testing.T) {
 func endRun(env *testsuite.TestWorkflowEnvironment) {
 	env.SetCurrentHistoryLength(100_000)
 	env.SignalWorkflow("end-of-test", nil)
+}
+
+// Since versionV3 a cancel request does not cancel what an update handler does: the archive of a
+// version whose workflow was asked to cancel is still checked against the model's switch and made (a
+// cancel request of a version's workflow is ignored, as its main path always ignored it).
+func TestVersionV3UpdatesOutliveACancelRequest(t *testing.T) {
+	for _, tc := range []struct {
+		v       workflow.Version
+		wantErr string
+	}{{versionV2, "canceled"}, {versionV3, ""}} {
+		t.Run(fmt.Sprintf("v%d", tc.v), func(t *testing.T) {
+			au := &audit{}
+			env := newVersionEnvAt(t, au, tc.v)
+			in := versionInput()
+			in.State = &VersionState{Stage: StageProduction, Seq: 5, ManifestDigest: digest, History: []StageChange{{To: StageRegistered}}}
+			env.OnActivity(a.QueryWorkflow, mock.Anything, mock.Anything).Return(func(_ context.Context, q activities.QueryInput) (activities.QueryResult, error) {
+				raw, _ := json.Marshal(SwitchInfo{ID: "s1", Kind: "promote", Version: 2, Prior: 1})
+				return activities.QueryResult{Status: "Running", Result: raw}, nil
+			})
+			var archived *updateResult
+			env.RegisterDelayedCallback(func() { env.CancelWorkflow() }, time.Second)
+			env.RegisterDelayedCallback(func() {
+				archived = update(env, UpdateArchive, ArchiveRequest{SchemaVersion: 1, SwitchID: "s1", ReplacedBy: 2})
+			}, time.Minute)
+			env.RegisterDelayedCallback(func() { endRun(env) }, time.Hour)
+			env.ExecuteWorkflow(ModelVersionWorkflow, in)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, archived.completeErr, tc.wantErr)
+				return
+			}
+			require.NoError(t, archived.completeErr)
+			require.Equal(t, StageArchived, archived.result.(string))
+			require.Contains(t, au.stages, StageArchived)
+		})
+	}
 }
