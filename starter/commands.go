@@ -531,6 +531,10 @@ func (a *app) rollbackCmd() *cobra.Command {
 			// An update-with-start: if an operator terminated the model's workflow, a fresh run rebuilds
 			// itself from the catalog before it takes the rollback.
 			res, err := control.Rollback(cmd.Context(), c, model, req)
+			var refusedErr *control.RefusedError
+			if errors.As(err, &refusedErr) {
+				return err // it says "rollback refused: …" itself
+			}
 			if err != nil {
 				return fmt.Errorf("rollback refused: %w", err)
 			}

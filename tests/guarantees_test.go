@@ -527,7 +527,8 @@ func TestSwitchesAroundATerminatedProductionVersion(t *testing.T) {
 		t.Fatalf("forged promote of the terminated version: err %v\n%s", err, out)
 	}
 	out, errOut, err := h.starter("rollback", "--model", "orphan", "--to", strconv.Itoa(v1), "--actor", "oncall", "--reason", "back")
-	if err == nil || !strings.Contains(out+errOut, fmt.Sprintf("v%d cannot be restored: its lifecycle workflow is Terminated; production stays v%d", v1, v2)) {
+	if err == nil || !strings.Contains(out+errOut, fmt.Sprintf("v%d cannot be restored: its lifecycle workflow is Terminated; production stays v%d", v1, v2)) ||
+		strings.Count(out+errOut, "rollback refused") != 1 {
 		t.Fatalf("rollback to the terminated version: err %v\n%s%s", err, out, errOut)
 	}
 	if pv, err := h.catalog.Production(ctx, "orphan"); err != nil || pv.Version != v2 {
