@@ -139,6 +139,9 @@ type SetProductionInput struct {
 	Seq     int64  `json:"seq"`
 	// Request, if set, is the claimed request the switch answers: its outcome is written with the pointer.
 	Request *catalog.RequestDone `json:"request,omitempty"`
+	// Promoted, if set, is a promotion's audit: the version moves from Approved to Production with the
+	// pointer (catalog.SetProductionPromoting).
+	Promoted *catalog.Promoted `json:"promoted,omitempty"`
 }
 
 // SetProduction moves the catalog's production pointer, fenced by the model's seq.
@@ -565,8 +568,6 @@ func (a *Activities) UpdateWorkflow(ctx context.Context, in UpdateWorkflowInput)
 	return out, nil
 }
 
-// observeTransition counts an applied transition and, for a decision, how long the version waited.
-
 // notRunning answers an update whose target was not running when it was sent, or ended before it
 // completed (err). How the target ended is the error's detail, for a sender that has something to do
 // about a closed target (a switch archives such a version itself); one that runs again by now (a new run
@@ -586,6 +587,8 @@ func (a *Activities) notRunning(ctx context.Context, in UpdateWorkflowInput, err
 	}
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s of %s: the workflow is not running (%s): %v", in.UpdateName, in.WorkflowID, status, err), ErrTypeNotRunning, err, status)
 }
+
+// observeTransition counts an applied transition and, for a decision, how long the version waited.
 func (a *Activities) observeTransition(ctx context.Context, t catalog.Transition) {
 	if a.Metrics == nil {
 		return

@@ -182,6 +182,13 @@ func (a *Activities) SetProductionFenced(ctx context.Context, in SetProductionIn
 		applied, err := a.Catalog.SetProductionFinishing(ctx, in.Model, p, in.Seq, *in.Request)
 		return applied, notMine(err)
 	}
+	if in.Promoted != nil && v > 0 {
+		applied, err := a.Catalog.SetProductionPromoting(ctx, in.Model, v, in.Seq, *in.Promoted)
+		if err == nil && applied {
+			a.observeTransition(ctx, catalog.Transition{Model: in.Model, Version: v, From: catalog.StageApproved, To: catalog.StageProduction, Actor: in.Promoted.Actor, At: in.Promoted.At})
+		}
+		return applied, err
+	}
 	return a.Catalog.SetProduction(ctx, in.Model, p, in.Seq)
 }
 

@@ -628,3 +628,69 @@ func TestCancelRequestOfAVersionIsIgnored(t *testing.T) {
 	}
 	h.recordHistory(fmt.Sprintf("model/%s/v%d", m, v1), "version-cancel-requests-ignored")
 }
+
+// TestTerminateDuringPromotion: an operator terminates the workflow of the version being promoted in
+// the instant of its switch (its prior archived, the pointer write held on the models row's lock). The
+// pointer write moves the version to Production in the same transaction, so the catalog never names a
+// production version it still has Approved, whatever becomes of the version's workflow.
+func TestTerminateDuringPromotion(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	const m = "halfway"
+	v1 := h.registerSmall(m, "a", "trainer", "0.9")
+	if _, err := h.decide("approve", m, v1, "alice", h.digestOf(m, v1)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage(m, v1, "Production")
+	v2 := h.registerSmall(m, "b", "trainer", "0.9")
+
+	db, err := sql.Open("postgres", h.pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lock, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback() }()
+	if _, err := lock.ExecContext(ctx, `SELECT 1 FROM models WHERE name = $1 FOR UPDATE`, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.decide("approve", m, v2, "bob", h.digestOf(m, v2)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitStage(m, v1, "Archived") // the switch waits on its pointer write
+	time.Sleep(time.Second)
+	h.mustCLI("workflow", "terminate", "--workflow-id", fmt.Sprintf("model/%s/v%d", m, v2), "--reason", "operator mistake")
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() (string, bool) {
+		pv, err := h.catalog.Production(ctx, m)
+		return fmt.Sprintf("v%d %v", pv.Version, err), err == nil && pv.Version == v2
+	})
+	row, err := h.catalog.GetVersion(ctx, m, v2)
+	if err != nil || row.Stage != catalog.StageProduction {
+		t.Fatalf("v%d in the catalog: %+v %v", v2, row, err)
+	}
+	ts, err := h.catalog.Transitions(ctx, m, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var promoted *catalog.Transition
+	for i := range ts {
+		if ts[i].To == catalog.StageProduction {
+			if promoted != nil {
+				t.Fatalf("two Production rows for v%d: %+v", v2, ts)
+			}
+			promoted = &ts[i]
+		}
+	}
+	if promoted == nil || promoted.Actor != "bob" || promoted.Reason != fmt.Sprintf("promoted, replacing v%d", v1) {
+		t.Fatalf("v%d's promotion audit row: %+v", v2, promoted)
+	}
+	if out := h.mustStarter("production", "--model", m); !strings.Contains(out, fmt.Sprintf("v%d", v2)) {
+		t.Fatalf("starter production:\n%s", out)
+	}
+}

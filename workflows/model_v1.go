@@ -46,7 +46,9 @@ const (
 	// whether that version's workflow runs: the request's answer says so (not running: the switch archives
 	// the version in the catalog itself, as before). One activity and one query less per promotion. A
 	// run that starts with carried state adopts a newer catalog before it answers (a reset to the
-	// first workflow task of a run that began with continue-as-new replays that run's input).
+	// first workflow task of a run that began with continue-as-new replays that run's input). A
+	// promotion moves the version to Production in the catalog with the pointer, its actor the
+	// version's last approver.
 	modelV5 workflow.Version = 5
 	// modelLatest is what a new run records.
 	modelLatest = modelV5
@@ -342,7 +344,11 @@ func (m *modelWF) promoteV1(ctx workflow.Context, req PromoteRequest) (Productio
 				req.Version, info.Champion, cr.Champion, cr.Check.Detail))
 		}
 	}
-	if err := m.switchV1(ctx, req.Version, "promote", req.Actor, req.Reason, false, pre); err != nil {
+	actor := req.Actor
+	if m.v >= modelV5 && info.Approver != "" {
+		actor = info.Approver // the request's is whatever its sender typed
+	}
+	if err := m.switchV1(ctx, req.Version, "promote", actor, req.Reason, false, pre); err != nil {
 		return ProductionResult{}, err
 	}
 	return m.production(), nil
@@ -664,6 +670,16 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 		done := *pre.request
 		done.Outcome = fmt.Sprintf("v%d in production (seq %d), v%d before", version, seq, prior)
 		setIn.Request = &done
+	}
+	if m.v >= modelV5 && !restore && kind == "promote" {
+		// The version's own workflow records its Production transition after this switch; should an
+		// operator end that workflow in between, the pointer would name a version the catalog still has
+		// Approved. So the transition goes with the pointer, in its words.
+		why := "promoted"
+		if prior != 0 {
+			why = fmt.Sprintf("promoted, replacing v%d", prior)
+		}
+		setIn.Promoted = &catalog.Promoted{Actor: actor, Reason: why, At: workflow.Now(ctx).UTC()}
 	}
 	if err := catalogCall(ctx, m.localCatalog(), catalogActivityOptions, a.SetProductionFenced, setIn).Get(ctx, &applied); err != nil {
 		return err

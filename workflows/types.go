@@ -424,6 +424,9 @@ type PromotionInfo struct {
 	LowerIsBetter  bool     `json:"lowerIsBetter,omitempty"`
 	Tolerance      float64  `json:"tolerance,omitempty"`
 	Value          *float64 `json:"value,omitempty"`
+	// Approver is who made the last decision (the one that met the quorum): the promotion's actor in
+	// the audit, taken from the version's own state rather than from the promote request.
+	Approver string `json:"approver,omitempty"`
 }
 
 // ProductionChange is one move of the production pointer.

@@ -321,6 +321,9 @@ func (w *versionWF) moveV1(ctx workflow.Context, name, from, to string, r Archiv
 func (w *versionWF) promotionInfo() PromotionInfo {
 	p := PromotionInfo{Stage: w.st.Stage, ManifestDigest: w.st.ManifestDigest, Approvals: len(w.approvers()),
 		Required: w.quorum(), Rejected: w.rejection() != nil}
+	if n := len(w.st.Decisions); n > 0 {
+		p.Approver = w.st.Decisions[n-1].Approver
+	}
 	if !w.policyV1 {
 		for _, d := range w.st.Decisions {
 			if d.Kind == UpdateApprove {

@@ -49,6 +49,7 @@ var contract = []struct {
 	{"Manifest", testManifest},
 	{"SetProduction", testSetProduction},
 	{"Requests", testRequests},
+	{"SetProductionPromoting", testSetProductionPromoting},
 	{"ListsAndOrder", testListsAndOrder},
 	{"Concurrency", testConcurrency},
 	{"PolicyValidation", testPolicyValidation},
@@ -1394,4 +1395,68 @@ func testRequests(t *testing.T, url string) {
 	}
 	_, err = c.GetRequest(ctx, "fraud", "nope")
 	wantErr(t, "GetRequest of an unknown id", err, catalog.ErrNotFound)
+}
+
+// testSetProductionPromoting: a promotion's pointer write moves the Approved version to Production with
+// its audit row in the same transaction; the version's own transition afterwards finds it done (not
+// applied, no second row, no fencing error); a version no longer Approved is left as it is; a fenced
+// write moves nothing.
+func testSetProductionPromoting(t *testing.T, url string) {
+	ctx := context.Background()
+	c := open(t, url)
+	create(t, c, "fraud", 1)
+	create(t, c, "fraud", 2)
+	step := func(n int, seq int64, from, to string) {
+		t.Helper()
+		if _, err := c.RecordTransition(ctx, catalog.Transition{Model: "fraud", Version: n, Seq: seq, From: from, To: to, Actor: "w"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step(1, 2, catalog.StageRegistered, catalog.StageApproved)
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	applied, err := c.SetProductionPromoting(ctx, "fraud", 1, 1, catalog.Promoted{Actor: "alice", Reason: "promoted", At: at})
+	if err != nil || !applied {
+		t.Fatalf("SetProductionPromoting: %v %v", applied, err)
+	}
+	if v := getVersion(t, c, "fraud", 1); v.Stage != catalog.StageProduction || v.Seq != 3 {
+		t.Fatalf("v1 after its promotion: %s seq %d", v.Stage, v.Seq)
+	}
+	if p, err := c.Production(ctx, "fraud"); err != nil || p.Version != 1 {
+		t.Fatalf("production: v%d %v", p.Version, err)
+	}
+	ts, err := c.Transitions(ctx, "fraud", 1)
+	if err != nil || len(ts) != 3 {
+		t.Fatalf("v1 transitions: %+v %v", ts, err)
+	}
+	var last catalog.Transition
+	for _, tr := range ts {
+		if tr.Seq == 3 {
+			last = tr
+		}
+	}
+	if last.Seq != 3 || last.From != catalog.StageApproved || last.To != catalog.StageProduction || last.Actor != "alice" || !last.At.Equal(at) {
+		t.Fatalf("v1's promotion audit row: %+v", last)
+	}
+	// The version's workflow then records the same transition itself.
+	if applied, err := c.RecordTransition(ctx, catalog.Transition{Model: "fraud", Version: 1, Seq: 3, From: catalog.StageApproved, To: catalog.StageProduction, Actor: "alice"}); err != nil || applied {
+		t.Fatalf("the version's own Production transition after the switch's: applied %v, %v", applied, err)
+	}
+	if ts, _ := c.Transitions(ctx, "fraud", 1); len(ts) != 3 {
+		t.Fatalf("v1 transitions after the version's own write: %+v", ts)
+	}
+	// A fenced-off write moves nothing, and a version not Approved keeps its stage.
+	step(2, 2, catalog.StageRegistered, catalog.StagePendingApproval)
+	if applied, err := c.SetProductionPromoting(ctx, "fraud", 2, 1, catalog.Promoted{Actor: "x"}); err != nil || applied {
+		t.Fatalf("a fenced promotion: %v %v", applied, err)
+	}
+	if v := getVersion(t, c, "fraud", 2); v.Stage != catalog.StagePendingApproval || v.Seq != 2 {
+		t.Fatalf("v2 after a fenced promotion: %s seq %d", v.Stage, v.Seq)
+	}
+	step(1, 4, catalog.StageProduction, catalog.StageArchived)
+	if applied, err := c.SetProductionPromoting(ctx, "fraud", 2, 2, catalog.Promoted{Actor: "x"}); err != nil || !applied {
+		t.Fatalf("a promotion of a version not Approved: %v %v", applied, err)
+	}
+	if v := getVersion(t, c, "fraud", 2); v.Stage != catalog.StagePendingApproval {
+		t.Fatalf("v2 (not Approved) was moved: %s", v.Stage)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/modelreg/modelreg/internal/names"
@@ -101,6 +102,63 @@ func (c *Catalog) GetPolicy(ctx context.Context, name string) (Policy, error) {
 // stage is recorded separately, by RecordTransition.
 func (c *Catalog) SetProduction(ctx context.Context, model string, version *int, seq int64) (applied bool, err error) {
 	return setProduction(ctx, c.db, model, version, seq)
+}
+
+// Promoted is the audit of a promotion that SetProductionPromoting records with the pointer: who
+// decided it and why (the version's own transition says the same).
+type Promoted struct {
+	Actor  string    `json:"actor"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// SetProductionPromoting is SetProduction for a promotion: when it moves the pointer to version it also
+// moves that version from Approved to Production (its next seq, with p's audit row) in the same
+// transaction, so that the pointer never names a version the catalog still has waiting, whatever becomes
+// of the version's workflow (an operator can terminate it in the instant of its switch). The version's
+// workflow records the same transition afterwards, which then finds it done. A version not Approved
+// (already moved) is left as it is. It reports whether the pointer moved.
+func (c *Catalog) SetProductionPromoting(ctx context.Context, model string, version int, seq int64, p Promoted) (bool, error) {
+	var applied bool
+	err := c.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		v := version
+		if applied, err = setProduction(ctx, tx, model, &v, seq); err != nil || !applied {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE versions SET stage = ?, seq = seq + 1, updated_at = ?
+			WHERE model = ? AND version = ? AND stage = ?`), StageProduction, now(), model, version, StageApproved)
+		if isUniqueViolation(err) {
+			return errProductionTaken
+		}
+		if err != nil {
+			return fmt.Errorf("catalog: promote model %q v%d: %w", model, version, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		var vseq int64
+		if err := tx.GetContext(ctx, &vseq, tx.Rebind(`SELECT seq FROM versions WHERE model = ? AND version = ?`), model, version); err != nil {
+			return fmt.Errorf("catalog: promote model %q v%d: %w", model, version, err)
+		}
+		at := now()
+		if !p.At.IsZero() {
+			at = utc(p.At)
+		}
+		row := transitionRow(Transition{Model: model, Version: version, Seq: vseq, From: StageApproved, To: StageProduction, Actor: p.Actor, Reason: p.Reason})
+		row.At = at
+		if _, err := tx.NamedExecContext(ctx, insertTransitionSQL, row); err != nil {
+			return fmt.Errorf("catalog: record promotion of model %q v%d: %w", model, version, err)
+		}
+		return nil
+	})
+	if errors.Is(err, errProductionTaken) {
+		return false, c.productionConflict(ctx, Transition{Model: model, Version: version, To: StageProduction})
+	}
+	if err != nil {
+		return false, err
+	}
+	return applied, nil
 }
 
 // RequestDone names a claimed request (ClaimRequest) and its outcome.
