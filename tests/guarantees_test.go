@@ -407,19 +407,7 @@ func TestResetDuringRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db, err := sql.Open("postgres", h.pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	lock, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = lock.Rollback() }()
-	if _, err := lock.ExecContext(ctx, `SELECT 1 FROM models WHERE name = $1 FOR UPDATE`, m); err != nil {
-		t.Fatal(err)
-	}
+	db, release := h.holdRowLock(`SELECT 1 FROM models WHERE name = $1 FOR UPDATE`, m)
 	done := make(chan string, 1)
 	go func() {
 		out, errOut, err := h.starter("rollback", "--model", m, "--actor", "oncall", "--reason", "midflight")
@@ -431,7 +419,7 @@ func TestResetDuringRollback(t *testing.T) {
 	time.Sleep(time.Second)
 	h.mustCLI("workflow", "reset", "--workflow-id", "model/"+m, "--type", "FirstWorkflowTask", "--reason", "midflight")
 	time.Sleep(3 * time.Second)
-	if err := lock.Rollback(); err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -497,11 +485,7 @@ func TestResetDuringRollback(t *testing.T) {
 func TestSwitchesAroundATerminatedProductionVersion(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	v1 := h.registerSmall("orphan", "a", "trainer", "0.9")
-	if _, err := h.decide("approve", "orphan", v1, "alice", h.digestOf("orphan", v1)); err != nil {
-		t.Fatal(err)
-	}
-	h.waitStage("orphan", v1, "Production")
+	v1 := h.promoteSmall("orphan", "a", "alice")
 	h.mustCLI("workflow", "terminate", "--workflow-id", fmt.Sprintf("model/orphan/v%d", v1), "--reason", "operator mistake")
 
 	v2 := h.registerSmall("orphan", "b", "trainer", "0.9")
@@ -546,26 +530,10 @@ func TestTerminateDuringArchive(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	const m = "cutoff"
-	v1 := h.registerSmall(m, "a", "trainer", "0.9")
-	if _, err := h.decide("approve", m, v1, "alice", h.digestOf(m, v1)); err != nil {
-		t.Fatal(err)
-	}
-	h.waitStage(m, v1, "Production")
+	v1 := h.promoteSmall(m, "a", "alice")
 	v2 := h.registerSmall(m, "b", "trainer", "0.9")
 
-	db, err := sql.Open("postgres", h.pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	lock, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = lock.Rollback() }()
-	if _, err := lock.ExecContext(ctx, `SELECT 1 FROM versions WHERE model = $1 AND version = $2 FOR UPDATE`, m, v1); err != nil {
-		t.Fatal(err)
-	}
+	db, release := h.holdRowLock(`SELECT 1 FROM versions WHERE model = $1 AND version = $2 FOR UPDATE`, m, v1)
 	if _, err := h.decide("approve", m, v2, "alice", h.digestOf(m, v2)); err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +545,7 @@ func TestTerminateDuringArchive(t *testing.T) {
 	})
 	h.mustCLI("workflow", "terminate", "--workflow-id", fmt.Sprintf("model/%s/v%d", m, v1), "--reason", "operator mistake")
 	time.Sleep(time.Second)
-	if err := lock.Rollback(); err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	h.waitStage(m, v2, "Production")
@@ -637,33 +605,17 @@ func TestTerminateDuringPromotion(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	const m = "halfway"
-	v1 := h.registerSmall(m, "a", "trainer", "0.9")
-	if _, err := h.decide("approve", m, v1, "alice", h.digestOf(m, v1)); err != nil {
-		t.Fatal(err)
-	}
-	h.waitStage(m, v1, "Production")
+	v1 := h.promoteSmall(m, "a", "alice")
 	v2 := h.registerSmall(m, "b", "trainer", "0.9")
 
-	db, err := sql.Open("postgres", h.pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	lock, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = lock.Rollback() }()
-	if _, err := lock.ExecContext(ctx, `SELECT 1 FROM models WHERE name = $1 FOR UPDATE`, m); err != nil {
-		t.Fatal(err)
-	}
+	_, release := h.holdRowLock(`SELECT 1 FROM models WHERE name = $1 FOR UPDATE`, m)
 	if _, err := h.decide("approve", m, v2, "bob", h.digestOf(m, v2)); err != nil {
 		t.Fatal(err)
 	}
 	h.waitStage(m, v1, "Archived") // the switch waits on its pointer write
 	time.Sleep(time.Second)
 	h.mustCLI("workflow", "terminate", "--workflow-id", fmt.Sprintf("model/%s/v%d", m, v2), "--reason", "operator mistake")
-	if err := lock.Rollback(); err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() (string, bool) {
@@ -693,4 +645,37 @@ func TestTerminateDuringPromotion(t *testing.T) {
 	if out := h.mustStarter("production", "--model", m); !strings.Contains(out, fmt.Sprintf("v%d", v2)) {
 		t.Fatalf("starter production:\n%s", out)
 	}
+}
+
+// promoteSmall registers a small version, approves it as approver and waits until it is in production.
+func (h *harness) promoteSmall(model, key, approver string) int {
+	h.t.Helper()
+	v := h.registerSmall(model, key, "trainer", "0.9")
+	if _, err := h.decide("approve", model, v, approver, h.digestOf(model, v)); err != nil {
+		h.t.Fatal(err)
+	}
+	h.waitStage(model, v, "Production")
+	return v
+}
+
+// holdRowLock takes the row lock that query (a SELECT … FOR UPDATE) asks for, in a transaction of its
+// own, so that the registry's write of that row waits until release. db is the connection, for a test
+// that watches pg_stat_activity; both end with the test.
+func (h *harness) holdRowLock(query string, args ...any) (db *sql.DB, release func() error) {
+	h.t.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("postgres", h.pgURL)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { db.Close() })
+	lock, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = lock.Rollback() })
+	if _, err := lock.ExecContext(ctx, query, args...); err != nil {
+		h.t.Fatal(err)
+	}
+	return db, lock.Rollback
 }

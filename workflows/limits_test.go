@@ -148,10 +148,7 @@ func TestOversizedUpdatesRefusedBeforeAcceptance(t *testing.T) {
 			"source": map[string]any{"files": []any{}}, "padding": strings.Repeat("z", 1<<20)})
 		fine = send(UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 1, Reason: strings.Repeat("r", MaxReasonBytes)})
 	}, time.Second)
-	env.RegisterDelayedCallback(func() {
-		env.SetCurrentHistoryLength(10_000)
-		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-	}, time.Hour)
+	env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 	for name, r := range map[string]*result{"2 MB reason": big, "100 KiB unknown field": junk, "second payload": twoArgs, "1 MiB register": bigRegister} {
 		if !r.rejected || r.accepted {

@@ -279,10 +279,7 @@ func TestModelCurrentDetails(t *testing.T) {
 		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
 	}, 10*time.Minute)
 	env.RegisterDelayedCallback(func() { details["delivered"] = metadataOf(t, env).GetCurrentDetails() }, 11*time.Minute)
-	env.RegisterDelayedCallback(func() {
-		env.SetCurrentHistoryLength(10_000)
-		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-	}, time.Hour)
+	env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 	require.NoError(t, p10.completeErr)
 	require.NoError(t, p11.completeErr)

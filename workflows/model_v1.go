@@ -671,7 +671,7 @@ func (m *modelWF) switchV1(ctx workflow.Context, version int, kind, actor, reaso
 		done.Outcome = fmt.Sprintf("v%d in production (seq %d), v%d before", version, seq, prior)
 		setIn.Request = &done
 	}
-	if m.v >= modelV5 && !restore && kind == "promote" {
+	if m.v >= modelV5 && !restore {
 		// The version's own workflow records its Production transition after this switch; should an
 		// operator end that workflow in between, the pointer would name a version the catalog still has
 		// Approved. So the transition goes with the pointer, in its words.

@@ -321,10 +321,7 @@ func TestModelV1PromotionIsChecked(t *testing.T) {
 			results[v] = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: v})
 		}
 	}, time.Second)
-	env.RegisterDelayedCallback(func() {
-		env.SetCurrentHistoryLength(10_000)
-		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-	}, time.Hour)
+	env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 
 	want := map[int]string{1: "is PendingApproval, not Approved", 2: "has 1 of the 2 approvals", 3: "no longer beats the champion: v3 0.9 vs production v12 0.95", 4: "has no lifecycle workflow"}
@@ -362,10 +359,7 @@ func TestModelPromoteHandlerNames(t *testing.T) {
 			env.RegisterDelayedCallback(func() {
 				current = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 2})
 			}, time.Minute)
-			env.RegisterDelayedCallback(func() {
-				env.SetCurrentHistoryLength(10_000)
-				update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-			}, time.Hour)
+			env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 			env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 
 			require.True(t, legacy.done && current.done)
@@ -395,10 +389,7 @@ func TestModelV1FencedWriteIsAnError(t *testing.T) {
 	env := newModelEnvV1(t, fc)
 	var r *updateResult
 	env.RegisterDelayedCallback(func() { r = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 1}) }, time.Second)
-	env.RegisterDelayedCallback(func() {
-		env.SetCurrentHistoryLength(10_000)
-		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-	}, time.Hour)
+	env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 	require.ErrorContains(t, r.completeErr, "holds a change newer than seq 1")
 	require.Empty(t, fc.events, "no deployment event for a switch that did not happen")
@@ -416,10 +407,7 @@ func TestModelV1FailedRegistrationIsNotStuck(t *testing.T) {
 	}, time.Second)
 	env.RegisterDelayedCallback(func() { later = update(env, UpdateRegister, registerReq("k")) }, time.Minute)
 	env.RegisterDelayedCallback(func() { env.CancelWorkflow() }, 2*time.Minute)
-	env.RegisterDelayedCallback(func() {
-		env.SetCurrentHistoryLength(10_000)
-		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-	}, time.Hour)
+	env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 	require.ErrorContains(t, first.completeErr, "catalog down")
 	require.ErrorContains(t, retry.completeErr, "catalog down", "the concurrent retry gets the same answer")
@@ -488,10 +476,7 @@ func TestModelV1RollbackRestoreRefusedPutsPriorBack(t *testing.T) {
 	}
 	var rb *updateResult
 	env.RegisterDelayedCallback(func() { rb = update(env, UpdateRollback, RollbackRequest{SchemaVersion: 1, Actor: "ops"}) }, time.Second)
-	env.RegisterDelayedCallback(func() {
-		env.SetCurrentHistoryLength(10_000)
-		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-	}, time.Hour)
+	env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 	require.ErrorContains(t, rb.completeErr, "v2 could not be restored, production stays v3")
 	calls := fc.updateCalls()
@@ -660,6 +645,13 @@ func TestModelV3ContinueAsNewWaitsForRegisterSignals(t *testing.T) {
 }
 
 // updateCalls lists the updates sent to other workflows, as "name workflowID".
+// endModelRun makes the model's workflow continue as new (its history "long", then a message, after
+// which it is idle), which ends a test's run of it.
+func endModelRun(env *testsuite.TestWorkflowEnvironment) {
+	env.SetCurrentHistoryLength(10_000)
+	update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
+}
+
 func (fc *fakeCatalog) updateCalls() []string {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
@@ -694,10 +686,7 @@ func TestModelV4RollbackActedOnOncePerUpdateID(t *testing.T) {
 	env.RegisterDelayedCallback(func() {
 		refusedFirst = updateWithID(env, UpdateRollback, "blank", RollbackRequest{SchemaVersion: 1, Actor: " "})
 	}, 2*time.Minute)
-	env.RegisterDelayedCallback(func() {
-		env.SetCurrentHistoryLength(10_000)
-		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-	}, time.Hour)
+	env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 
 	require.True(t, replay.done)
@@ -734,10 +723,7 @@ func TestModelV4SwitchAdoptsANewerCatalog(t *testing.T) {
 	env := newModelEnvV1(t, fc)
 	var rb *updateResult
 	env.RegisterDelayedCallback(func() { rb = update(env, UpdateRollback, RollbackRequest{SchemaVersion: 1, Actor: "ops"}) }, time.Second)
-	env.RegisterDelayedCallback(func() {
-		env.SetCurrentHistoryLength(10_000)
-		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-	}, time.Hour)
+	env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 	// The run's memory is from before two switches the catalog has: v1 in production at seq 3.
 	stale := ModelState{LastVersion: 3, Production: 1, Seq: 3, Keys: map[string]int{}, Ready: map[int]bool{}}
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud", State: &stale})
@@ -776,10 +762,7 @@ func TestModelV4RollbackTakenOverFinishesTheDecidedSwitch(t *testing.T) {
 		fc.mu.Unlock()
 		fresh = updateWithID(env, UpdateRollback, "fresh", RollbackRequest{SchemaVersion: 1, Actor: "ops"})
 	}, time.Minute)
-	env.RegisterDelayedCallback(func() {
-		env.SetCurrentHistoryLength(10_000)
-		update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-	}, time.Hour)
+	env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 	env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 
 	require.NoError(t, resumed.completeErr)
@@ -814,10 +797,7 @@ func TestModelV5SwitchArchivesAClosedPriorWithoutAsking(t *testing.T) {
 			env.RegisterDelayedCallback(func() {
 				second = update(env, UpdatePromote, PromoteRequest{SchemaVersion: 1, Version: 14})
 			}, time.Minute)
-			env.RegisterDelayedCallback(func() {
-				env.SetCurrentHistoryLength(10_000)
-				update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-			}, time.Hour)
+			env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 			env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud"})
 			require.NoError(t, first.completeErr)
 			require.NoError(t, second.completeErr)
@@ -852,10 +832,7 @@ func TestModelV5CarriedStateAdoptsANewerCatalog(t *testing.T) {
 				require.NoError(t, err)
 				require.NoError(t, v.Get(&got))
 			}, time.Second)
-			env.RegisterDelayedCallback(func() {
-				env.SetCurrentHistoryLength(10_000)
-				update(env, UpdateRedeliver, RedeliverRequest{SchemaVersion: 1})
-			}, time.Hour)
+			env.RegisterDelayedCallback(func() { endModelRun(env) }, time.Hour)
 			stale := ModelState{LastVersion: 3, Production: 1, Seq: 3, Keys: map[string]int{}, Ready: map[int]bool{}}
 			env.ExecuteWorkflow(ModelWorkflow, ModelInput{SchemaVersion: SchemaVersion, Model: "fraud", State: &stale})
 			require.Equal(t, tc.want, got.Version)

@@ -213,10 +213,7 @@ func (w *versionWF) validated(ctx workflow.Context, rep activities.ValidationRep
 }
 
 func (w *versionWF) requestPromotion(ctx workflow.Context) (done bool, err error) {
-	var approver string
-	if n := len(w.st.Decisions); n > 0 {
-		approver = w.st.Decisions[n-1].Approver
-	}
+	approver := w.lastApprover()
 	raw, err := json.Marshal(PromoteRequest{SchemaVersion: SchemaVersion, Version: w.in.Version, Actor: approver, Reason: "approved"}) //workflowcheck:ignore
 	if err != nil {
 		return false, err

@@ -321,9 +321,7 @@ func (w *versionWF) moveV1(ctx workflow.Context, name, from, to string, r Archiv
 func (w *versionWF) promotionInfo() PromotionInfo {
 	p := PromotionInfo{Stage: w.st.Stage, ManifestDigest: w.st.ManifestDigest, Approvals: len(w.approvers()),
 		Required: w.quorum(), Rejected: w.rejection() != nil}
-	if n := len(w.st.Decisions); n > 0 {
-		p.Approver = w.st.Decisions[n-1].Approver
-	}
+	p.Approver = w.lastApprover()
 	if !w.policyV1 {
 		for _, d := range w.st.Decisions {
 			if d.Kind == UpdateApprove {
@@ -364,4 +362,12 @@ func (w *versionWF) handlerContext(ctx workflow.Context) workflow.Context {
 		ctx, _ = workflow.NewDisconnectedContext(ctx)
 	}
 	return ctx
+}
+
+// lastApprover is who made the last decision (the one that met the quorum), "" before any.
+func (w *versionWF) lastApprover() string {
+	if n := len(w.st.Decisions); n > 0 {
+		return w.st.Decisions[n-1].Approver
+	}
+	return ""
 }
