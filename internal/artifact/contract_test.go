@@ -769,8 +769,11 @@ func testS3ReusesConnections(t *testing.T, s *s3Harness) {
 		}
 		return dialled.Load()
 	}
+	// The first wave opens as many connections as were in flight at its peak, which can be fewer than
+	// width; a later wave whose peak is higher dials the difference. Dialling per request (no keep-alive)
+	// or a pool of 10 dials most of width again in every wave.
 	first := wave()
-	if again := wave() + wave(); again > 2 {
+	if again := wave() + wave(); again > width/4 {
 		t.Fatalf("%d requests at once dialled %d connections, then %d more in two more waves: the S3 client does not keep them (MaxIdleConnsPerHost), or the server closes them (versitygw without --keep-alive)", width, first, again)
 	}
 }
